@@ -1,0 +1,253 @@
+//! The commands: read manifests, call the routing core, print.
+
+use crate::manifests::{self, display_ns};
+use crate::{Format, Input};
+use anyhow::{Context, Result};
+use routing::table::{MANIFEST_KEY, encode};
+use routing::{CompileOptions, Compiled, Decision, ObjectReport};
+use serde_json::json;
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+fn read(input: &Input) -> Result<manifests::Manifests> {
+    let m = manifests::read(&input.files)?;
+    for s in &m.skipped {
+        eprintln!("note: ignoring {s} (not a mailroute.io object)");
+    }
+    Ok(m)
+}
+
+fn options(input: &Input) -> CompileOptions {
+    CompileOptions {
+        self_addresses: input.self_addresses.clone(),
+    }
+}
+
+fn compile_one(input: &Input) -> Result<(String, Compiled)> {
+    let (ns, objects) = read(input)?.single(input.namespace.as_deref())?;
+    Ok((ns, routing::compile(&objects, &options(input))))
+}
+
+pub fn check(input: &Input, format: Format) -> Result<ExitCode> {
+    let mut m = read(input)?;
+    if let Some(ns) = &input.namespace {
+        m.namespaces.retain(|k, _| k == ns);
+    }
+    let compiled: Vec<(String, Compiled)> = m
+        .namespaces
+        .iter()
+        .map(|(ns, objects)| (ns.clone(), routing::compile(objects, &options(input))))
+        .collect();
+    let reports = || {
+        compiled
+            .iter()
+            .flat_map(|(ns, c)| c.reports.iter().map(move |r| (ns, r)))
+    };
+    let all_ready = reports().all(|(_, r)| r.is_ready());
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let objects: Vec<_> = reports().map(|(ns, r)| report_json(ns, r)).collect();
+            serde_json::to_writer_pretty(&mut out, &json!({ "objects": objects }))?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            let several = compiled.len() > 1;
+            for (ns, r) in reports() {
+                let prefix = if several {
+                    format!("{}/", display_ns(ns))
+                } else {
+                    String::new()
+                };
+                write_report(&mut out, &prefix, r)?;
+            }
+            let total = reports().count();
+            let ready = reports().filter(|(_, r)| r.is_ready()).count();
+            writeln!(
+                out,
+                "{total} object(s): {ready} ready, {} not ready",
+                total - ready
+            )?;
+        }
+    }
+    Ok(if all_ready {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn report_json(ns: &str, r: &ObjectReport) -> serde_json::Value {
+    let conditions: Vec<_> = r
+        .conditions
+        .iter()
+        .map(|c| json!({"type": c.type_, "status": c.status_str(), "reason": c.reason, "message": c.message}))
+        .collect();
+    let mut v = json!({"kind": r.kind.as_str(), "name": r.name, "conditions": conditions});
+    if !ns.is_empty() {
+        v["namespace"] = json!(ns);
+    }
+    if r.kind == routing::crd::Kind::MailContact {
+        v["primaryAddress"] = json!(r.primary_address);
+        v["addresses"] = json!(r.addresses);
+    }
+    v
+}
+
+fn write_report(out: &mut impl Write, prefix: &str, r: &ObjectReport) -> Result<()> {
+    let [ready, loop_risk, conflict] = &r.conditions;
+    let flag = |c: &routing::ConditionSummary| {
+        // The reason matters when the condition is bad: Ready False, the others True.
+        let bad = c.status != (c.type_ == routing::report::READY);
+        if bad {
+            format!("{}={} ({})", c.type_, c.status_str(), c.reason)
+        } else {
+            format!("{}={}", c.type_, c.status_str())
+        }
+    };
+    writeln!(
+        out,
+        "{prefix}{}/{}: {}  {}  {}",
+        r.kind,
+        r.name,
+        flag(ready),
+        flag(loop_risk),
+        flag(conflict)
+    )?;
+    if r.is_ready() {
+        writeln!(out, "    {}", ready.message)?;
+    } else {
+        for p in &r.problems {
+            writeln!(out, "    {}: {}", p.reason.as_str(), p.message)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn trace(
+    input: &Input,
+    address: &str,
+    relay_allowed: bool,
+    format: Format,
+) -> Result<ExitCode> {
+    let (_, compiled) = compile_one(input)?;
+    let routing = &compiled.routing;
+    let (decision, steps) = routing.trace(address, relay_allowed);
+    let mut out = std::io::stdout().lock();
+    match format {
+        Format::Json => {
+            let mut v = json!({"action": decision.action()});
+            match &decision {
+                Decision::Forward {
+                    recipient,
+                    connector,
+                } => {
+                    let c = routing.connector(*connector);
+                    v["recipient"] = json!(recipient);
+                    v["connector"] = json!(c.name);
+                    v["hosts"] = json!(
+                        c.smart_hosts
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                    );
+                    v["mx"] = json!(c.smart_hosts.is_empty());
+                }
+                Decision::Reply(r) => {
+                    v["reply"] = json!({"code": r.code, "enhanced": r.enhanced, "text": r.text});
+                }
+            }
+            v["reason"] = json!(decision.reason());
+            v["steps"] = json!(steps);
+            serde_json::to_writer_pretty(&mut out, &v)?;
+            writeln!(out)?;
+        }
+        Format::Text => {
+            writeln!(
+                out,
+                "Resolving {address}{}:",
+                if relay_allowed {
+                    " (client may relay)"
+                } else {
+                    ""
+                }
+            )?;
+            for (i, s) in steps.iter().enumerate() {
+                writeln!(out, "  {}. {s}", i + 1)?;
+            }
+            match &decision {
+                Decision::Forward {
+                    recipient,
+                    connector,
+                } => {
+                    let c = routing.connector(*connector);
+                    writeln!(
+                        out,
+                        "=> forward to {} via SmtpConnector/{} as <{recipient}>",
+                        c.hosts_display().join(", "),
+                        c.name
+                    )?;
+                }
+                Decision::Reply(r) => {
+                    writeln!(
+                        out,
+                        "=> {}: {} {} {}",
+                        decision.action(),
+                        r.code,
+                        r.enhanced,
+                        r.text
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn compile(input: &Input, dir: &Path) -> Result<ExitCode> {
+    let (ns, compiled) = compile_one(input)?;
+    let encoded = encode(compiled.table());
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    // Remove table files of an earlier, larger table so the directory holds exactly this one.
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let ours = name == MANIFEST_KEY || name.ends_with(".zst");
+        if ours && !encoded.files.contains_key(name) {
+            std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    for (key, bytes) in &encoded.files {
+        let path = dir.join(key);
+        std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let not_ready = compiled.reports.iter().filter(|r| !r.is_ready()).count();
+    eprintln!(
+        "wrote {} file(s), {} bytes, to {} (namespace {}, version {})",
+        encoded.files.len(),
+        encoded.total_bytes(),
+        dir.display(),
+        display_ns(&ns),
+        &encoded.manifest.version[..16]
+    );
+    if not_ready > 0 {
+        eprintln!("note: {not_ready} object(s) not Ready: run `mailroute check` for details");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn crds() -> Result<ExitCode> {
+    print!("{}", crds_yaml()?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The CRDs as one multi-document YAML stream: the content of `crds/`.
+pub fn crds_yaml() -> Result<String> {
+    let mut out = String::new();
+    for crd in routing::crd::crds() {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&crd)?);
+    }
+    Ok(out)
+}

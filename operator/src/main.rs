@@ -1,0 +1,97 @@
+//! `mailroute`: check, trace and compile routing manifests offline, and
+//! print the CRDs. Exit codes: 0 fine, 1 some object not Ready (`check`),
+//! 2 unreadable or invalid input.
+
+mod commands;
+mod manifests;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "mailroute",
+    version,
+    about = "Kubernetes-native mail routing: check, trace and compile routing objects"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Options every command that reads manifests takes.
+#[derive(clap::Args)]
+pub struct Input {
+    /// A manifest file, or a directory whose *.yaml / *.yml files are read (repeatable).
+    #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
+    pub files: Vec<PathBuf>,
+    /// The relay's own host names or addresses, for ForwardsToSelf (repeatable).
+    #[arg(long = "self", value_name = "HOST")]
+    pub self_addresses: Vec<String>,
+    /// Only this namespace's objects (objects that name none are namespace "").
+    #[arg(short = 'n', long)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile and analyse the manifests exactly as the operator would and
+    /// print every object's conditions. Exit 1 when any object is not Ready.
+    Check {
+        #[command(flatten)]
+        input: Input,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Show how one recipient address is resolved, step by step.
+    Trace {
+        #[command(flatten)]
+        input: Input,
+        /// The envelope recipient.
+        address: String,
+        /// Resolve as for a client in the relay networks (may relay to any domain).
+        #[arg(long)]
+        relay_allowed: bool,
+        #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Write the routing table as the operator publishes it (one file per ConfigMap key).
+    Compile {
+        #[command(flatten)]
+        input: Input,
+        /// The directory to write to (created if missing).
+        #[arg(short = 'o', long = "output", value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Print the CustomResourceDefinitions as YAML.
+    Crds,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { input, format } => commands::check(&input, format),
+        Command::Trace {
+            input,
+            address,
+            relay_allowed,
+            format,
+        } => commands::trace(&input, &address, relay_allowed, format),
+        Command::Compile { input, dir } => commands::compile(&input, &dir),
+        Command::Crds => commands::crds(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mailroute: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! Recipient addresses and domain names: parsing and the canonical forms
+//! used as lookup keys (RFC 5321 §4.1.2, SMTPUTF8, IDNA).
+
+use std::fmt;
+
+/// RFC 5321 §4.5.3.1 limits.
+pub const MAX_LOCAL_PART: usize = 64;
+pub const MAX_DOMAIN: usize = 255;
+pub const MAX_PATH: usize = 256;
+
+/// A parsed mailbox. `local` keeps the sender's spelling (it is forwarded
+/// unchanged); `domain` is canonical: lower case, A-labels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Address {
+    local: String,
+    domain: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AddressError {
+    Empty,
+    NoAt,
+    TooLong,
+    BadLocalPart,
+    BadDomain(DomainError),
+}
+
+impl fmt::Display for AddressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AddressError::Empty => f.write_str("empty address"),
+            AddressError::NoAt => f.write_str("no @ in address"),
+            AddressError::TooLong => f.write_str("address too long"),
+            AddressError::BadLocalPart => f.write_str("invalid local part"),
+            AddressError::BadDomain(e) => write!(f, "invalid domain: {e}"),
+        }
+    }
+}
+
+impl Address {
+    /// Parses `local@domain`, with or without angle brackets. The local part
+    /// may be a dot-string or a quoted string; a quoted string whose content
+    /// is a valid dot-string is unquoted (RFC 5321 §4.1.2 recommends it).
+    pub fn parse(input: &str) -> Result<Address, AddressError> {
+        let s = input
+            .strip_prefix('<')
+            .and_then(|s| s.strip_suffix('>'))
+            .unwrap_or(input);
+        if s.is_empty() {
+            return Err(AddressError::Empty);
+        }
+        if s.len() > MAX_PATH {
+            return Err(AddressError::TooLong);
+        }
+        let at = s.rfind('@').ok_or(AddressError::NoAt)?;
+        let (local, domain) = (&s[..at], &s[at + 1..]);
+        let local = canonical_local_part(local)?;
+        let domain = normalize_domain(domain).map_err(AddressError::BadDomain)?;
+        Ok(Address { local, domain })
+    }
+
+    /// An address from parts already known to be valid (a rewrite of the domain).
+    pub fn with_domain(&self, domain: &str) -> Address {
+        Address {
+            local: self.local.clone(),
+            domain: domain.to_owned(),
+        }
+    }
+
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// The lookup key: local part lower-cased, `@`, canonical domain.
+    pub fn key(&self) -> String {
+        let mut key = String::with_capacity(self.local.len() + 1 + self.domain.len());
+        if self.local.is_ascii() {
+            key.extend(self.local.chars().map(|c| c.to_ascii_lowercase()));
+        } else {
+            key.push_str(&self.local.to_lowercase());
+        }
+        key.push('@');
+        key.push_str(&self.domain);
+        key
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.local, self.domain)
+    }
+}
+
+/// RFC 5322 atext, plus any non-ASCII character (RFC 6531 SMTPUTF8).
+fn is_atext(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+}
+
+pub(crate) fn is_dot_string(s: &str) -> bool {
+    !s.is_empty()
+        && s.split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+fn canonical_local_part(local: &str) -> Result<String, AddressError> {
+    if local.is_empty() || local.len() > MAX_LOCAL_PART {
+        return Err(AddressError::BadLocalPart);
+    }
+    if is_dot_string(local) {
+        return Ok(local.to_owned());
+    }
+    let inner = local
+        .strip_prefix('"')
+        .and_then(|s| s.strip_suffix('"'))
+        .ok_or(AddressError::BadLocalPart)?;
+    // qcontent: printable ASCII except `"` and `\`, or quoted-pair; UTF-8 allowed.
+    let mut content = String::with_capacity(inner.len());
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(q) if (' '..='~').contains(&q) => content.push(q),
+                _ => return Err(AddressError::BadLocalPart),
+            },
+            '"' => return Err(AddressError::BadLocalPart),
+            c if (' '..='~').contains(&c) || !c.is_ascii() => content.push(c),
+            _ => return Err(AddressError::BadLocalPart),
+        }
+    }
+    if content.is_empty() {
+        return Err(AddressError::BadLocalPart);
+    }
+    if is_dot_string(&content) {
+        return Ok(content);
+    }
+    Ok(local.to_owned())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DomainError {
+    Empty,
+    TooLong,
+    BadLabel(String),
+    Idna,
+}
+
+impl fmt::Display for DomainError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DomainError::Empty => f.write_str("empty domain"),
+            DomainError::TooLong => f.write_str("domain longer than 253 characters"),
+            DomainError::BadLabel(l) => write!(f, "invalid label {l:?}"),
+            DomainError::Idna => f.write_str("not a valid internationalised domain name"),
+        }
+    }
+}
+
+/// Canonical form of a domain name: lower case, Unicode labels converted to
+/// A-labels (UTS 46), each label 1–63 letters, digits, hyphens (not at either
+/// end) or underscores. Address literals (`[192.0.2.1]`) are kept as written:
+/// no AddressSpace can match them, so only a `*` connector routes them.
+pub fn normalize_domain(domain: &str) -> Result<String, DomainError> {
+    if domain.is_empty() {
+        return Err(DomainError::Empty);
+    }
+    if domain.starts_with('[') {
+        return normalize_address_literal(domain);
+    }
+    let ascii = if domain.is_ascii() {
+        domain.to_ascii_lowercase()
+    } else {
+        idna::domain_to_ascii(domain).map_err(|_| DomainError::Idna)?
+    };
+    check_ldh(&ascii)?;
+    Ok(ascii)
+}
+
+fn check_ldh(domain: &str) -> Result<(), DomainError> {
+    if domain.is_empty() {
+        return Err(DomainError::Empty);
+    }
+    if domain.len() > 253 {
+        return Err(DomainError::TooLong);
+    }
+    for label in domain.split('.') {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(DomainError::BadLabel(label.to_owned()));
+        }
+    }
+    Ok(())
+}
+
+fn normalize_address_literal(literal: &str) -> Result<String, DomainError> {
+    let inner = literal
+        .strip_prefix('[')
+        .and_then(|s| s.strip_suffix(']'))
+        .ok_or_else(|| DomainError::BadLabel(literal.to_owned()))?;
+    let ok = match inner.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+            inner[5..].parse::<std::net::Ipv6Addr>().is_ok()
+        }
+        _ => inner.parse::<std::net::Ipv4Addr>().is_ok(),
+    };
+    if !ok {
+        return Err(DomainError::BadLabel(literal.to_owned()));
+    }
+    Ok(literal.to_ascii_lowercase().replace("[ipv6:", "[IPv6:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_canonicalises() {
+        let a = Address::parse("<Ann.Smith@Example.COM>").unwrap();
+        assert_eq!(a.local(), "Ann.Smith");
+        assert_eq!(a.domain(), "example.com");
+        assert_eq!(a.key(), "ann.smith@example.com");
+        assert_eq!(a.to_string(), "Ann.Smith@example.com");
+    }
+
+    #[test]
+    fn unquotes_quoted_dot_strings_only() {
+        assert_eq!(Address::parse("\"ann\"@x.org").unwrap().local(), "ann");
+        assert_eq!(
+            Address::parse("\"ann smith\"@x.org").unwrap().local(),
+            "\"ann smith\""
+        );
+        assert!(Address::parse("\"ann\"x\"@x.org").is_err());
+    }
+
+    #[test]
+    fn idna_domains_become_a_labels() {
+        let a = Address::parse("jürgen@Bücher.example").unwrap();
+        assert_eq!(a.domain(), "xn--bcher-kva.example");
+        assert_eq!(a.key(), "jürgen@xn--bcher-kva.example");
+        assert_eq!(
+            Address::parse("JÜRGEN@xn--bcher-kva.example")
+                .unwrap()
+                .key(),
+            "jürgen@xn--bcher-kva.example"
+        );
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        for bad in [
+            "",
+            "<>",
+            "ann",
+            "@example.com",
+            "ann@",
+            "ann..smith@example.com",
+            ".ann@example.com",
+            "ann@exa mple.com",
+            "ann@-example.com",
+            "ann@example..com",
+            "ann@example.com.",
+            "a b@example.com",
+            "ann@[300.1.1.1]",
+        ] {
+            assert!(Address::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        assert_eq!(Address::parse(&long_local), Err(AddressError::BadLocalPart));
+        let long_path = format!("a@{}.com", "b".repeat(260));
+        assert_eq!(Address::parse(&long_path), Err(AddressError::TooLong));
+    }
+
+    #[test]
+    fn address_literals() {
+        assert_eq!(
+            Address::parse("a@[192.0.2.1]").unwrap().domain(),
+            "[192.0.2.1]"
+        );
+        assert_eq!(
+            Address::parse("a@[ipv6:2001:DB8::1]").unwrap().domain(),
+            "[IPv6:2001:db8::1]"
+        );
+    }
+}

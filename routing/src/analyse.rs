@@ -1,0 +1,425 @@
+//! The analyser (DESIGN.md §4): finds routes that come back (LoopRisk) and
+//! contradictory authority (AuthoritativenessConflict), marks the routes it
+//! proves to loop in the table (the resolver then defers them with
+//! 451 4.4.6), and checks that every contact's target can be delivered.
+//!
+//! It walks the table with the resolver's own step function, so what it
+//! proves is exactly what the relay would do.
+
+use crate::address::Address;
+use crate::crd::Kind;
+use crate::report::{Problems, Reason};
+use crate::resolve::{Decision, ReplyReason};
+use crate::table::index::Next;
+use crate::table::{RoutingTable, SpaceAction};
+use std::collections::HashMap;
+
+pub(crate) fn analyse(routing: &mut RoutingTable, self_names: &[String], problems: &mut Problems) {
+    alias_cycles(routing, problems);
+    let in_cycles = contact_cycles(routing, problems);
+    forwards_to_self(routing, self_names, problems);
+    relayed_spaces(routing, problems);
+    shared_authoritative_spaces(routing, problems);
+    contact_routes(routing, &in_cycles, problems);
+}
+
+/// Walk state of a node in a functional graph (each node has at most one successor).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    New,
+    OnPath(usize),
+    Ends,
+    /// On cycle number n.
+    InCycle(usize),
+    /// Leads into cycle number n.
+    Enters(usize),
+}
+
+/// Finds the cycles of a functional graph. `succ(i)` is `i`'s successor, if
+/// any. Returns each node's state and the cycles (as node lists).
+fn find_cycles(n: usize, succ: impl Fn(usize) -> Option<usize>) -> (Vec<Walk>, Vec<Vec<usize>>) {
+    let mut state = vec![Walk::New; n];
+    let mut cycles: Vec<Vec<usize>> = Vec::new();
+    let mut path = Vec::new();
+    for start in 0..n {
+        if state[start] != Walk::New {
+            continue;
+        }
+        path.clear();
+        let mut cur = Some(start);
+        let fate = loop {
+            let Some(c) = cur else { break Walk::Ends };
+            match state[c] {
+                Walk::New => {
+                    state[c] = Walk::OnPath(path.len());
+                    path.push(c);
+                    cur = succ(c);
+                }
+                Walk::OnPath(pos) => {
+                    let id = cycles.len();
+                    cycles.push(path[pos..].to_vec());
+                    for &m in &path[pos..] {
+                        state[m] = Walk::InCycle(id);
+                    }
+                    path.truncate(pos);
+                    break Walk::Enters(id);
+                }
+                Walk::Ends => break Walk::Ends,
+                Walk::InCycle(id) | Walk::Enters(id) => break Walk::Enters(id),
+            }
+        };
+        for &m in &path {
+            state[m] = fate;
+        }
+    }
+    (state, cycles)
+}
+
+fn describe_cycle(cycle: &[String]) -> String {
+    let mut parts = cycle.to_vec();
+    parts.push(cycle[0].clone());
+    parts.join(" → ")
+}
+
+/// Alias domains that rewrite in a circle (`a.com` → `b.com` → `a.com`).
+fn alias_cycles(routing: &mut RoutingTable, problems: &mut Problems) {
+    let spaces = &routing.table().spaces;
+    let succ = |i: usize| match &spaces[i].action {
+        SpaceAction::RewriteTo(d) => routing.space_index(d).map(|j| j as usize),
+        _ => None,
+    };
+    let (state, cycles) = find_cycles(spaces.len(), succ);
+    let names: Vec<Vec<String>> = cycles
+        .iter()
+        .map(|c| {
+            c.iter()
+                .map(|&i| format!("AddressSpace/{}", spaces[i].name))
+                .collect()
+        })
+        .collect();
+    let mut looping = Vec::new();
+    for (i, s) in state.iter().enumerate() {
+        match *s {
+            Walk::InCycle(id) => {
+                looping.push(i);
+                problems.add(
+                    Kind::AddressSpace,
+                    &spaces[i].name,
+                    Reason::RewriteCycle,
+                    describe_cycle(&names[id]),
+                );
+            }
+            Walk::Enters(id) => problems.add(
+                Kind::AddressSpace,
+                &spaces[i].name,
+                Reason::RewriteCycle,
+                format!("rewrites into the cycle {}", describe_cycle(&names[id])),
+            ),
+            _ => {}
+        }
+    }
+    for i in looping {
+        routing.table_mut().spaces[i].loops = true;
+    }
+}
+
+/// Where one contact's target leads before the next contact.
+enum ContactStep {
+    /// Another contact (by contact id), through these alias spaces.
+    Contact(usize, Vec<u32>),
+    /// Into an alias-domain cycle (space index).
+    AliasCycle(u32),
+    /// Somewhere final: a connector, a refusal.
+    Ends,
+}
+
+/// Contacts (and alias domains between them) that rewrite in a circle.
+/// Returns the contacts whose route loops (in or into a cycle).
+fn contact_cycles(routing: &mut RoutingTable, problems: &mut Problems) -> Vec<bool> {
+    let table = routing.table();
+    // Contacts are the nodes; any of a contact's entries stands for it.
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut first_entry: Vec<usize> = Vec::new();
+    let mut entry_contact: Vec<usize> = Vec::with_capacity(table.addresses.len());
+    for (e, a) in table.addresses.iter().enumerate() {
+        let id = *ids.entry(a.contact.as_str()).or_insert_with(|| {
+            first_entry.push(e);
+            first_entry.len() - 1
+        });
+        entry_contact.push(id);
+    }
+    let steps: Vec<ContactStep> = first_entry
+        .iter()
+        .map(|&e| contact_step(routing, &table.addresses[e].target, &entry_contact))
+        .collect();
+    let (state, cycles) = find_cycles(first_entry.len(), |i| match &steps[i] {
+        ContactStep::Contact(j, _) => Some(*j),
+        _ => None,
+    });
+
+    let contact_name = |id: usize| table.addresses[first_entry[id]].contact.as_str();
+    let space_name = |s: u32| table.spaces[s as usize].name.as_str();
+    let mut cycle_names = Vec::with_capacity(cycles.len());
+    for cycle in &cycles {
+        let mut parts = Vec::new();
+        for &m in cycle {
+            parts.push(format!("MailContact/{}", contact_name(m)));
+            if let ContactStep::Contact(_, via) = &steps[m] {
+                parts.extend(
+                    via.iter()
+                        .map(|&s| format!("AddressSpace/{}", space_name(s))),
+                );
+            }
+        }
+        cycle_names.push(describe_cycle(&parts));
+    }
+    let mut looping = vec![false; first_entry.len()];
+    for (id, s) in state.iter().enumerate() {
+        let name = contact_name(id);
+        match (*s, &steps[id]) {
+            (Walk::InCycle(c), step) => {
+                looping[id] = true;
+                problems.add(
+                    Kind::MailContact,
+                    name,
+                    Reason::RewriteCycle,
+                    cycle_names[c].clone(),
+                );
+                if let ContactStep::Contact(_, via) = step {
+                    for &sp in via {
+                        problems.add(
+                            Kind::AddressSpace,
+                            space_name(sp),
+                            Reason::RewriteCycle,
+                            cycle_names[c].clone(),
+                        );
+                    }
+                }
+            }
+            (Walk::Enters(c), _) => {
+                looping[id] = true;
+                problems.add(
+                    Kind::MailContact,
+                    name,
+                    Reason::RewriteCycle,
+                    format!("its target leads into the cycle {}", cycle_names[c]),
+                );
+            }
+            (_, ContactStep::AliasCycle(sp)) => {
+                looping[id] = true;
+                problems.add(
+                    Kind::MailContact,
+                    name,
+                    Reason::RewriteCycle,
+                    format!(
+                        "its target leads into the alias-domain cycle of AddressSpace/{}",
+                        space_name(*sp)
+                    ),
+                );
+            }
+            _ => {}
+        }
+    }
+    let flag: Vec<usize> = entry_contact
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| matches!(state[**id], Walk::InCycle(_)))
+        .map(|(e, _)| e)
+        .collect();
+    let per_entry: Vec<bool> = entry_contact.iter().map(|&id| looping[id]).collect();
+    for e in flag {
+        routing.table_mut().addresses[e].loops = true;
+    }
+    per_entry
+}
+
+fn contact_step(routing: &RoutingTable, target: &str, entry_contact: &[usize]) -> ContactStep {
+    let Ok(mut addr) = Address::parse(target) else {
+        return ContactStep::Ends;
+    };
+    let mut via = Vec::new();
+    // Alias hops are bounded by the number of spaces; alias cycles are already flagged.
+    for _ in 0..=routing.table().spaces.len() {
+        match routing.next(&addr) {
+            Next::Contact(_, _) => {
+                let e = routing
+                    .address_index(&addr.key())
+                    .expect("entry just found");
+                return ContactStep::Contact(entry_contact[e as usize], via);
+            }
+            Next::Alias(space, to) => {
+                let si = routing
+                    .space_index(addr.domain())
+                    .expect("space just found");
+                if space.loops {
+                    return ContactStep::AliasCycle(si);
+                }
+                via.push(si);
+                addr = addr.with_domain(to);
+            }
+            Next::NotOurs | Next::Space(_) => return ContactStep::Ends,
+        }
+    }
+    ContactStep::Ends
+}
+
+/// Connectors whose smart hosts are the relay's own addresses.
+fn forwards_to_self(routing: &mut RoutingTable, self_names: &[String], problems: &mut Problems) {
+    let mut looping = Vec::new();
+    for (i, c) in routing.table().connectors.iter().enumerate() {
+        if let Some(h) = c.smart_hosts.iter().find(|h| h.is_one_of(self_names)) {
+            looping.push(i);
+            problems.add(
+                Kind::SmtpConnector,
+                &c.name,
+                Reason::ForwardsToSelf,
+                format!("smart host {h} is this relay's own address: mail sent through it comes straight back"),
+            );
+        }
+    }
+    for i in looping {
+        routing.table_mut().connectors[i].loops = true;
+    }
+}
+
+/// InternalRelay / ExternalRelay spaces: is there a route, and is it safe?
+fn relayed_spaces(routing: &RoutingTable, problems: &mut Problems) {
+    for s in routing
+        .table()
+        .spaces
+        .iter()
+        .filter(|s| s.action.is_relay())
+    {
+        let Some(choice) = routing.connector_for(&s.pattern.representative()) else {
+            problems.add(
+                Kind::AddressSpace,
+                &s.name,
+                Reason::RelayWithoutRoute,
+                format!(
+                    "{} space {} has no enabled SmtpConnector covering it: its unknown recipients are deferred (451 4.4.0)",
+                    s.action.describe(),
+                    s.pattern
+                ),
+            );
+            continue;
+        };
+        let c = routing.connector(choice.connector);
+        if c.loops {
+            problems.add(
+                Kind::AddressSpace,
+                &s.name,
+                Reason::ForwardsToSelf,
+                format!(
+                    "its unknown recipients go to SmtpConnector/{}, which delivers to this relay itself: the last system forwards them back",
+                    c.name
+                ),
+            );
+        }
+        if c.smart_hosts.is_empty() {
+            let msg = |other: String| {
+                format!(
+                    "SmtpConnector/{} (no smart hosts) delivers the accepted {} space {} by MX, and the MX of a domain we accept is likely this relay ({other})",
+                    c.name,
+                    s.action.describe(),
+                    s.pattern
+                )
+            };
+            problems.add(
+                Kind::AddressSpace,
+                &s.name,
+                Reason::MxForAcceptedDomain,
+                msg(format!("covered by {}", choice.pattern)),
+            );
+            problems.add(
+                Kind::SmtpConnector,
+                &c.name,
+                Reason::MxForAcceptedDomain,
+                msg(format!("AddressSpace/{}", s.name)),
+            );
+        }
+    }
+}
+
+/// A connector other than `*` that covers part of an authoritative space:
+/// unknown recipients there are refused, never sent to it.
+fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) {
+    let table = routing.table();
+    for c in &table.connectors {
+        for (pattern, _) in &c.address_spaces {
+            if *pattern == crate::pattern::DomainPattern::Any {
+                continue;
+            }
+            for (si, s) in table.spaces.iter().enumerate() {
+                if s.action != SpaceAction::Authoritative {
+                    continue;
+                }
+                let Some(rep) = pattern.overlap(&s.pattern) else {
+                    continue;
+                };
+                if routing.space_index(&rep) != Some(si as u32) {
+                    continue; // a more specific space governs the overlap
+                }
+                problems.add(
+                    Kind::AddressSpace,
+                    &s.name,
+                    Reason::SharedAuthoritativeSpace,
+                    format!(
+                        "SmtpConnector/{} covers {pattern} inside this authoritative space: unknown recipients are refused here, never forwarded (an authoritative space cannot be shared)",
+                        c.name
+                    ),
+                );
+                problems.add(
+                    Kind::SmtpConnector,
+                    &c.name,
+                    Reason::SharedAuthoritativeSpace,
+                    format!(
+                        "{pattern} lies in the authoritative AddressSpace/{} ({}): mail for unknown recipients there is refused, not sent here",
+                        s.name, s.pattern
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// Every contact's target must be deliverable (DESIGN.md §4 NoRoute).
+fn contact_routes(routing: &RoutingTable, looping: &[bool], problems: &mut Problems) {
+    let mut done: HashMap<&str, ()> = HashMap::new();
+    for (e, a) in routing.table().addresses.iter().enumerate() {
+        if looping[e] || done.insert(a.contact.as_str(), ()).is_some() {
+            continue;
+        }
+        let Ok(target) = Address::parse(&a.target) else {
+            continue;
+        };
+        let mut steps = Vec::new();
+        let decision = routing.resolve_address(target, &a.target, true, 1, &mut ());
+        let Decision::Reply(reply) = decision else {
+            continue;
+        };
+        // Resolve again with a trace, only for the few that fail.
+        if let Ok(t) = Address::parse(&a.target) {
+            routing.resolve_address(t, &a.target, true, 1, &mut steps);
+        }
+        let (reason, why) = match reply.reason {
+            ReplyReason::ForwardsToSelf => (
+                Reason::ForwardsToSelf,
+                "is routed to a connector that delivers to this relay itself",
+            ),
+            ReplyReason::RewriteCycle => (Reason::RewriteCycle, "leads into a rewrite cycle"),
+            _ => (Reason::NoRoute, "cannot be delivered"),
+        };
+        problems.add(
+            Kind::MailContact,
+            &a.contact,
+            reason,
+            format!(
+                "target {} {why}: {} {} ({})",
+                a.target,
+                reply.code,
+                reply.enhanced,
+                steps.last().map(String::as_str).unwrap_or("")
+            ),
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Objects of one namespace → routing table + a report per object.
+//!
+//! The pipeline reads like its steps: order the objects (oldest first, then
+//! by name) → validate each → claim domains and addresses (oldest wins) →
+//! build the table → analyse it (loops, authority) → report.
+//! Deterministic: the same objects in any order give the same table bytes
+//! and the same reports.
+
+mod contacts;
+mod validate;
+
+use crate::analyse;
+use crate::crd::{AddressSpace, Kind, MailContact, RecipientPolicy, SmtpConnector};
+use crate::pattern::DomainPattern;
+use crate::report::{ObjectReport, Problems, Reason};
+use crate::table::{ConnectorRoute, RoutingTable, SpaceRoute, Table, normalize_self_address};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::HashMap;
+
+pub use validate::parse_quantity;
+
+/// The objects of one namespace, as read from the API or from files.
+#[derive(Clone, Debug, Default)]
+pub struct Objects {
+    pub address_spaces: Vec<AddressSpace>,
+    pub policies: Vec<RecipientPolicy>,
+    pub contacts: Vec<MailContact>,
+    pub connectors: Vec<SmtpConnector>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CompileOptions {
+    /// The relay's own names and addresses (`--self`, the relay Service's
+    /// DNS names and ClusterIPs), for `ForwardsToSelf`.
+    pub self_addresses: Vec<String>,
+}
+
+/// The compiled namespace: the indexed table and one report per object,
+/// sorted by kind then name.
+#[derive(Debug)]
+pub struct Compiled {
+    pub routing: RoutingTable,
+    pub reports: Vec<ObjectReport>,
+}
+
+impl Compiled {
+    pub fn table(&self) -> &Table {
+        self.routing.table()
+    }
+
+    pub fn report(&self, kind: Kind, name: &str) -> Option<&ObjectReport> {
+        self.reports
+            .iter()
+            .find(|r| r.kind == kind && r.name == name)
+    }
+}
+
+/// Oldest first, then by name: who wins a conflict. Objects without a
+/// creation time (files not yet applied) count as newest.
+pub(crate) fn age_order<T>(items: &mut [T], meta: impl Fn(&T) -> &ObjectMeta) {
+    items.sort_by(|a, b| age_key(meta(a)).cmp(&age_key(meta(b))));
+}
+
+pub(crate) fn age_key(m: &ObjectMeta) -> (bool, Option<&Time>, &str) {
+    (
+        m.creation_timestamp.is_none(),
+        m.creation_timestamp.as_ref(),
+        m.name.as_deref().unwrap_or(""),
+    )
+}
+
+pub(crate) fn name_of(meta: &ObjectMeta) -> &str {
+    meta.name.as_deref().unwrap_or("")
+}
+
+/// Compiles and analyses the objects of one namespace.
+pub fn compile(objects: &Objects, options: &CompileOptions) -> Compiled {
+    let mut problems = Problems::default();
+
+    let mut spaces: Vec<&AddressSpace> = objects.address_spaces.iter().collect();
+    age_order(&mut spaces, |s| &s.metadata);
+    let space_routes = claim_spaces(&spaces, &mut problems);
+
+    let mut connectors: Vec<&SmtpConnector> = objects.connectors.iter().collect();
+    connectors.sort_by(|a, b| name_of(&a.metadata).cmp(name_of(&b.metadata)));
+    let connector_routes: Vec<ConnectorRoute> = connectors
+        .iter()
+        .filter_map(|c| match validate::connector(c) {
+            Ok(route) => route,
+            Err(e) => {
+                problems.add(
+                    Kind::SmtpConnector,
+                    name_of(&c.metadata),
+                    Reason::InvalidSpec,
+                    e,
+                );
+                None
+            }
+        })
+        .collect();
+
+    // Index what is accepted so far: contacts need it to check their domains.
+    let mut routing = RoutingTable::new(Table {
+        spaces: space_routes,
+        connectors: connector_routes,
+        addresses: Vec::new(),
+    });
+
+    let contact_result = contacts::compile(objects, &routing, &mut problems);
+    let mut table = routing.into_table();
+    table.addresses = contact_result.addresses;
+    routing = RoutingTable::new(table);
+
+    let self_names: Vec<String> = options
+        .self_addresses
+        .iter()
+        .map(|s| normalize_self_address(s))
+        .collect();
+    analyse::analyse(&mut routing, &self_names, &mut problems);
+
+    let reports = report(objects, &routing, contact_result.stamped, &mut problems);
+    Compiled { routing, reports }
+}
+
+/// Validates AddressSpaces and gives each domain to its oldest claimant.
+fn claim_spaces(spaces: &[&AddressSpace], problems: &mut Problems) -> Vec<SpaceRoute> {
+    let mut claimed: HashMap<DomainPattern, &str> = HashMap::new();
+    let mut routes = Vec::new();
+    for s in spaces {
+        let name = name_of(&s.metadata);
+        let route = match validate::address_space(s) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.add(Kind::AddressSpace, name, Reason::InvalidSpec, e);
+                continue;
+            }
+        };
+        if let Some(winner) = claimed.get(&route.pattern) {
+            problems.add(
+                Kind::AddressSpace,
+                name,
+                Reason::DuplicateClaim,
+                format!(
+                    "{} is already claimed by the older AddressSpace/{winner}; this object is ignored",
+                    route.pattern
+                ),
+            );
+            continue;
+        }
+        claimed.insert(route.pattern.clone(), name);
+        routes.push(route);
+    }
+    routes.sort_by(|a, b| a.pattern.cmp(&b.pattern));
+    routes
+}
+
+fn report(
+    objects: &Objects,
+    routing: &RoutingTable,
+    mut stamped: HashMap<String, contacts::Stamped>,
+    problems: &mut Problems,
+) -> Vec<ObjectReport> {
+    let table = routing.table();
+    let mut reports = Vec::new();
+    let mut one = |kind: Kind, meta: &ObjectMeta, ready: String| {
+        let name = name_of(meta).to_owned();
+        let ps = problems.take(kind, &name);
+        ObjectReport::new(kind, name, meta.generation, ps, ready)
+    };
+    for s in &objects.address_spaces {
+        let ready = match table.spaces.iter().find(|r| r.name == name_of(&s.metadata)) {
+            Some(r) => format!("accepts {} ({})", r.pattern, r.action.describe()),
+            None => "not in the routing table".into(),
+        };
+        reports.push(one(Kind::AddressSpace, &s.metadata, ready));
+    }
+    let mut stamped_by_policy: HashMap<&str, usize> = HashMap::new();
+    for s in stamped.values() {
+        if let Some(p) = &s.policy {
+            *stamped_by_policy.entry(p.as_str()).or_default() += 1;
+        }
+    }
+    for p in &objects.policies {
+        let n = stamped_by_policy
+            .get(name_of(&p.metadata))
+            .copied()
+            .unwrap_or(0);
+        let ready = format!("stamps addresses onto {n} contact(s)");
+        reports.push(one(Kind::RecipientPolicy, &p.metadata, ready));
+    }
+    for c in &objects.connectors {
+        let ready = match table
+            .connectors
+            .iter()
+            .find(|r| r.name == name_of(&c.metadata))
+        {
+            Some(r) => {
+                let spaces: Vec<String> = r
+                    .address_spaces
+                    .iter()
+                    .map(|(p, _)| p.to_string())
+                    .collect();
+                format!(
+                    "serves {}; next hop {}",
+                    spaces.join(", "),
+                    r.hosts_display().join(", ")
+                )
+            }
+            None => "disabled: never selected".into(),
+        };
+        reports.push(one(Kind::SmtpConnector, &c.metadata, ready));
+    }
+    for c in &objects.contacts {
+        let s = stamped.remove(name_of(&c.metadata)).unwrap_or_default();
+        let ready = match s.addresses.len() {
+            0 => format!(
+                "no address resolves to it; its target is {}",
+                c.spec.target_address
+            ),
+            n => format!("{n} address(es) route to {}", c.spec.target_address),
+        };
+        let mut r = one(Kind::MailContact, &c.metadata, ready);
+        r.primary_address = s.primary;
+        r.addresses = s.addresses;
+        reports.push(r);
+    }
+    reports.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    reports
+}

@@ -1,0 +1,20 @@
+//! mailroute's routing core: every routing decision as a pure function.
+//!
+//! Data flow: [`crd`] objects → [`compile`] (with [`analyse`]) → [`table`]
+//! (encode / load) → [`resolve`]. No I/O, no async, no clock.
+
+pub mod address;
+mod analyse;
+pub mod compile;
+pub mod crd;
+pub mod pattern;
+pub mod report;
+pub mod resolve;
+pub mod selector;
+pub mod table;
+pub mod template;
+
+pub use compile::{CompileOptions, Compiled, Objects, compile};
+pub use report::{ConditionSummary, ObjectReport, Problem, Reason};
+pub use resolve::{Decision, Reply, ReplyReason};
+pub use table::{RoutingTable, Table};

@@ -1,0 +1,237 @@
+//! Problems found while compiling, and the conditions they become
+//! (DESIGN.md §4). Pure: no timestamps here; the operator adds
+//! `lastTransitionTime` when it writes status.
+
+use crate::crd::Kind;
+use std::collections::BTreeMap;
+
+/// Every reason of DESIGN.md §4, in the order that decides which one a
+/// condition names when an object has several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    RewriteCycle,
+    ForwardsToSelf,
+    MxForAcceptedDomain,
+    DuplicateClaim,
+    SharedAuthoritativeSpace,
+    RelayWithoutRoute,
+    DuplicateAddress,
+    DomainNotAccepted,
+    NoRoute,
+    TemplateIncomplete,
+    InvalidSpec,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::RewriteCycle => "RewriteCycle",
+            Reason::ForwardsToSelf => "ForwardsToSelf",
+            Reason::MxForAcceptedDomain => "MxForAcceptedDomain",
+            Reason::DuplicateClaim => "DuplicateClaim",
+            Reason::SharedAuthoritativeSpace => "SharedAuthoritativeSpace",
+            Reason::RelayWithoutRoute => "RelayWithoutRoute",
+            Reason::DuplicateAddress => "DuplicateAddress",
+            Reason::DomainNotAccepted => "DomainNotAccepted",
+            Reason::NoRoute => "NoRoute",
+            Reason::TemplateIncomplete => "TemplateIncomplete",
+            Reason::InvalidSpec => "InvalidSpec",
+        }
+    }
+
+    fn is_loop(self) -> bool {
+        matches!(
+            self,
+            Reason::RewriteCycle | Reason::ForwardsToSelf | Reason::MxForAcceptedDomain
+        )
+    }
+
+    fn is_conflict(self) -> bool {
+        matches!(
+            self,
+            Reason::DuplicateClaim | Reason::SharedAuthoritativeSpace | Reason::RelayWithoutRoute
+        )
+    }
+}
+
+pub const READY: &str = "Ready";
+pub const LOOP_RISK: &str = "LoopRisk";
+pub const CONFLICT: &str = "AuthoritativenessConflict";
+/// kstatus: True whenever Ready is False because of the objects' content.
+pub const STALLED: &str = "Stalled";
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Problem {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Problems by object, collected by the compiler and the analyser.
+#[derive(Default, Debug)]
+pub(crate) struct Problems {
+    by_object: BTreeMap<(Kind, String), Vec<Problem>>,
+}
+
+impl Problems {
+    pub fn add(&mut self, kind: Kind, name: &str, reason: Reason, message: impl Into<String>) {
+        self.by_object
+            .entry((kind, name.to_owned()))
+            .or_default()
+            .push(Problem {
+                reason,
+                message: message.into(),
+            });
+    }
+
+    /// The object's problems, sorted by reason then message, duplicates removed.
+    pub fn take(&mut self, kind: Kind, name: &str) -> Vec<Problem> {
+        let mut ps = self
+            .by_object
+            .remove(&(kind, name.to_owned()))
+            .unwrap_or_default();
+        ps.sort();
+        ps.dedup();
+        ps
+    }
+}
+
+/// One condition, without the timestamp the operator adds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConditionSummary {
+    pub type_: &'static str,
+    pub status: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+impl ConditionSummary {
+    pub fn status_str(&self) -> &'static str {
+        if self.status { "True" } else { "False" }
+    }
+}
+
+/// What the compiler says about one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectReport {
+    pub kind: Kind,
+    pub name: String,
+    /// `metadata.generation` of the object compiled, for `observedGeneration`.
+    pub generation: Option<i64>,
+    pub problems: Vec<Problem>,
+    /// Ready, LoopRisk, AuthoritativenessConflict, in that order.
+    pub conditions: [ConditionSummary; 3],
+    /// For MailContacts: the reply address and every address in the table.
+    pub primary_address: Option<String>,
+    pub addresses: Vec<String>,
+}
+
+impl ObjectReport {
+    pub(crate) fn new(
+        kind: Kind,
+        name: String,
+        generation: Option<i64>,
+        problems: Vec<Problem>,
+        ready_message: String,
+    ) -> ObjectReport {
+        let conditions = [
+            condition(READY, &problems, |_| true, ("Compiled", ready_message)),
+            condition(
+                LOOP_RISK,
+                &problems,
+                Reason::is_loop,
+                (
+                    "NoLoopRisk",
+                    "no route through this object comes back".into(),
+                ),
+            ),
+            condition(
+                CONFLICT,
+                &problems,
+                Reason::is_conflict,
+                ("NoConflict", "no contradictory claim of authority".into()),
+            ),
+        ];
+        // Ready is True when no problem touches the object; the other two are
+        // True when a problem of theirs does.
+        let mut conditions = conditions;
+        conditions[0].status = !conditions[0].status;
+        ObjectReport {
+            kind,
+            name,
+            generation,
+            problems,
+            conditions,
+            primary_address: None,
+            addresses: Vec::new(),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.conditions[0].status
+    }
+
+    /// The kstatus `Stalled` condition: True with Ready's reason whenever
+    /// Ready is False.
+    pub fn stalled(&self) -> ConditionSummary {
+        let ready = &self.conditions[0];
+        if ready.status {
+            ConditionSummary {
+                type_: STALLED,
+                status: false,
+                reason: "Compiled".into(),
+                message: "not stalled".into(),
+            }
+        } else {
+            ConditionSummary {
+                type_: STALLED,
+                status: true,
+                reason: ready.reason.clone(),
+                message: ready.message.clone(),
+            }
+        }
+    }
+}
+
+/// True (with the first matching problem's reason and all matching messages)
+/// when any problem matches, else False with the given reason and message.
+fn condition(
+    type_: &'static str,
+    problems: &[Problem],
+    matches: fn(Reason) -> bool,
+    otherwise: (&str, String),
+) -> ConditionSummary {
+    let matching: Vec<&Problem> = problems.iter().filter(|p| matches(p.reason)).collect();
+    match matching.first() {
+        Some(first) => ConditionSummary {
+            type_,
+            status: true,
+            reason: first.reason.as_str().to_owned(),
+            message: matching
+                .iter()
+                .map(|p| format!("{}: {}", p.reason.as_str(), p.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        },
+        None => ConditionSummary {
+            type_,
+            status: false,
+            reason: otherwise.0.to_owned(),
+            message: otherwise.1,
+        },
+    }
+}
+
+/// "MailContact/a, MailContact/b and 3 more": keeps condition messages short
+/// however many objects are involved.
+pub(crate) fn list_names(names: &[String], limit: usize) -> String {
+    let shown = names
+        .iter()
+        .take(limit)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    match names.len().saturating_sub(limit) {
+        0 => shown,
+        more => format!("{shown} and {more} more"),
+    }
+}

@@ -1,0 +1,144 @@
+//! Lookup structures over a [`Table`]: O(1) exact-address lookup and
+//! most-specific-suffix lookup for accepted domains and connectors.
+
+use super::{AddressRoute, ConnectorRoute, SpaceRoute, Table};
+use crate::address::Address;
+use crate::pattern::{DomainPattern, SuffixIndex};
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, RandomState};
+
+/// The connector selected for a pattern: specificity first (the index
+/// handles that), then lowest cost, then connector name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectorChoice {
+    pub connector: u32,
+    pub pattern: DomainPattern,
+    pub cost: u32,
+}
+
+/// A table ready for resolution. Owns the table; indexes hold positions.
+#[derive(Debug)]
+pub struct RoutingTable {
+    table: Table,
+    spaces: SuffixIndex<u32>,
+    connectors: SuffixIndex<ConnectorChoice>,
+    addresses: HashTable<u32>,
+    hasher: RandomState,
+}
+
+/// One step of resolution (DESIGN.md §3, steps 2–4) for one address.
+pub(crate) enum Next<'t> {
+    /// No AddressSpace accepts the domain.
+    NotOurs,
+    /// The address belongs to a contact: rewrite to its target.
+    Contact(&'t SpaceRoute, &'t AddressRoute),
+    /// No contact; the space is an alias domain.
+    Alias(&'t SpaceRoute, &'t str),
+    /// No contact; the space's type decides.
+    Space(&'t SpaceRoute),
+}
+
+impl RoutingTable {
+    pub fn new(table: Table) -> RoutingTable {
+        let mut spaces = SuffixIndex::default();
+        for (i, s) in table.spaces.iter().enumerate() {
+            spaces.insert(&s.pattern, i as u32);
+        }
+        let mut connectors: SuffixIndex<ConnectorChoice> = SuffixIndex::default();
+        // Connectors are sorted by name, so the first of equal cost wins the tie.
+        for (i, c) in table.connectors.iter().enumerate() {
+            for (pattern, cost) in &c.address_spaces {
+                let better = connectors.get(pattern).is_none_or(|cur| *cost < cur.cost);
+                if better {
+                    let choice = ConnectorChoice {
+                        connector: i as u32,
+                        pattern: pattern.clone(),
+                        cost: *cost,
+                    };
+                    connectors.insert(pattern, choice);
+                }
+            }
+        }
+        let hasher = RandomState::new();
+        let mut addresses = HashTable::with_capacity(table.addresses.len());
+        for (i, a) in table.addresses.iter().enumerate() {
+            let list = &table.addresses;
+            addresses.insert_unique(hasher.hash_one(a.address.as_str()), i as u32, |&j| {
+                hasher.hash_one(list[j as usize].address.as_str())
+            });
+        }
+        RoutingTable {
+            table,
+            spaces,
+            connectors,
+            addresses,
+            hasher,
+        }
+    }
+
+    pub fn table(&self) -> &Table {
+        &self.table
+    }
+
+    /// For the analyser, which sets loop flags after looking; the flags do
+    /// not change what the indexes hold.
+    pub(crate) fn table_mut(&mut self) -> &mut Table {
+        &mut self.table
+    }
+
+    pub fn into_table(self) -> Table {
+        self.table
+    }
+
+    pub fn connector(&self, index: u32) -> &ConnectorRoute {
+        &self.table.connectors[index as usize]
+    }
+
+    /// The most specific accepted space for a canonical domain.
+    pub fn space_for(&self, domain: &str) -> Option<&SpaceRoute> {
+        self.spaces
+            .lookup(domain)
+            .map(|&i| &self.table.spaces[i as usize])
+    }
+
+    pub(crate) fn space_index(&self, domain: &str) -> Option<u32> {
+        self.spaces.lookup(domain).copied()
+    }
+
+    /// The connector selected for a canonical domain.
+    pub fn connector_for(&self, domain: &str) -> Option<&ConnectorChoice> {
+        self.connectors.lookup(domain)
+    }
+
+    /// The contact address entry for a lookup key.
+    pub fn address(&self, key: &str) -> Option<&AddressRoute> {
+        let list = &self.table.addresses;
+        self.addresses
+            .find(self.hasher.hash_one(key), |&i| {
+                list[i as usize].address == key
+            })
+            .map(|&i| &list[i as usize])
+    }
+
+    pub(crate) fn address_index(&self, key: &str) -> Option<u32> {
+        let list = &self.table.addresses;
+        self.addresses
+            .find(self.hasher.hash_one(key), |&i| {
+                list[i as usize].address == key
+            })
+            .copied()
+    }
+
+    pub(crate) fn next(&self, addr: &Address) -> Next<'_> {
+        let Some(space) = self.space_for(addr.domain()) else {
+            return Next::NotOurs;
+        };
+        if let Some(contact) = self.address(&addr.key()) {
+            return Next::Contact(space, contact);
+        }
+        match &space.action {
+            super::SpaceAction::RewriteTo(to) => Next::Alias(space, to),
+            _ => Next::Space(space),
+        }
+    }
+}
