@@ -182,10 +182,13 @@ pub fn trace(
                     connector,
                 } => {
                     let c = routing.connector(*connector);
+                    let hosts = match c.smart_hosts.len() {
+                        0 => format!("the MX of {}", recipient.rsplit('@').next().unwrap_or("")),
+                        _ => c.hosts_display().join(", "),
+                    };
                     writeln!(
                         out,
-                        "=> forward to {} via SmtpConnector/{} as <{recipient}>",
-                        c.hosts_display().join(", "),
+                        "=> forward to {hosts} via SmtpConnector/{} as <{recipient}>",
                         c.name
                     )?;
                 }

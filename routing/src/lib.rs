@@ -18,3 +18,4 @@ pub use compile::{CompileOptions, Compiled, Objects, compile};
 pub use report::{ConditionSummary, ObjectReport, Problem, Reason};
 pub use resolve::{Decision, Reply, ReplyReason};
 pub use table::{RoutingTable, Table};
+pub mod fixtures;

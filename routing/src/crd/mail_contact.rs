@@ -74,6 +74,7 @@ pub struct MailContactStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The reply address: the primary policy template's, else the first proxy address.
     #[serde(default, skip_serializing_if = "Option::is_none")]

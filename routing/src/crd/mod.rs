@@ -37,8 +37,8 @@ pub(crate) mod patterns {
     pub const TEMPLATE: &str = r"^[^@\s]+@[^.*@\s%]+(\.[^.*@\s%]+)*$";
 }
 
-/// Status shared by AddressSpace, RecipientPolicy and SmtpConnector: the
-/// conditions of DESIGN.md §4 plus the kstatus `observedGeneration`.
+/// What the operator found: the Ready, LoopRisk, AuthoritativenessConflict
+/// and Stalled conditions, and the generation they describe.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MailrouteStatus {
@@ -47,6 +47,7 @@ pub struct MailrouteStatus {
     pub observed_generation: Option<i64>,
     /// Ready, LoopRisk, AuthoritativenessConflict and Stalled.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

@@ -3,9 +3,10 @@
 //!
 //! - `base.zst` holds the accepted spaces and the connectors.
 //! - `addresses-III-of-NNN.zst` hold contact addresses, partitioned by a
-//!   stable hash (FNV-1a 64) of the lookup key. NNN is a power of two chosen
-//!   from the table size, so one changed contact rewrites one shard and the
-//!   manifest, and the count changes only when the table doubles or halves.
+//!   stable hash (FNV-1a 64) of the contact's name, so that all addresses of
+//!   one contact share a shard: one changed contact rewrites one shard and
+//!   the manifest. NNN is a power of two chosen from the table size, so the
+//!   count changes only when the table doubles or halves.
 //!
 //! Every key is a valid ConfigMap key; the manifest goes in `data`, shards in
 //! `binaryData`.
@@ -208,7 +209,7 @@ fn encode_base(table: &Table) -> Vec<u8> {
 fn encode_address_shards(addresses: &[AddressRoute], count: usize) -> Vec<Vec<u8>> {
     let mut buckets: Vec<Vec<&AddressRoute>> = vec![Vec::new(); count];
     for a in addresses {
-        buckets[shard_of(&a.address, count)].push(a);
+        buckets[shard_of(&a.contact, count)].push(a);
     }
     buckets
         .iter()
@@ -421,12 +422,13 @@ fn decode_addresses(
     out.reserve(n);
     for _ in 0..n {
         let address = r.str()?;
-        if shard_of(address, count) != index {
+        let contact = r.str()?;
+        if shard_of(contact, count) != index {
             return Err(DecodeError(format!(
-                "{address} does not belong in this shard"
+                "MailContact/{contact} does not belong in this shard"
             )));
         }
-        let contact = r.str()?.to_owned();
+        let contact = contact.to_owned();
         let target = r.str()?.to_owned();
         let loops = r.bool()?;
         out.push(AddressRoute {

@@ -1,0 +1,190 @@
+//! Builders for objects in tests and benchmarks: short to write, and every
+//! field that matters in one call.
+
+use crate::Objects;
+use crate::crd::*;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use std::collections::BTreeMap;
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_owned()),
+        generation: Some(1),
+        ..Default::default()
+    }
+}
+
+/// `creationTimestamp` at `day` days after 2026-01-01, for "oldest wins" tests.
+pub fn created(meta: &mut ObjectMeta, day: i64) {
+    let base: k8s_openapi::jiff::Timestamp =
+        "2026-01-01T00:00:00Z".parse().expect("valid timestamp");
+    let t = base
+        .checked_add(k8s_openapi::jiff::SignedDuration::from_hours(24 * day))
+        .expect("in range");
+    meta.creation_timestamp = Some(Time(t));
+}
+
+pub fn space(name: &str, domain: &str, t: AddressSpaceType) -> AddressSpace {
+    AddressSpace {
+        metadata: meta(name),
+        spec: AddressSpaceSpec {
+            domain: domain.into(),
+            r#type: Some(t),
+            rewrite_to: None,
+        },
+        status: None,
+    }
+}
+
+pub fn authoritative(name: &str, domain: &str) -> AddressSpace {
+    space(name, domain, AddressSpaceType::Authoritative)
+}
+
+pub fn internal_relay(name: &str, domain: &str) -> AddressSpace {
+    space(name, domain, AddressSpaceType::InternalRelay)
+}
+
+pub fn alias_domain(name: &str, domain: &str, to: &str) -> AddressSpace {
+    AddressSpace {
+        metadata: meta(name),
+        spec: AddressSpaceSpec {
+            domain: domain.into(),
+            r#type: None,
+            rewrite_to: Some(to.into()),
+        },
+        status: None,
+    }
+}
+
+pub fn contact(name: &str, proxies: &[&str], target: &str) -> MailContact {
+    MailContact {
+        metadata: meta(name),
+        spec: MailContactSpec {
+            target_address: target.into(),
+            proxy_addresses: proxies.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        },
+        status: None,
+    }
+}
+
+/// A contact with given name and surname, for policies.
+pub fn person(name: &str, given: &str, surname: &str, target: &str) -> MailContact {
+    let mut c = contact(name, &[], target);
+    c.spec.given_name = Some(given.into());
+    c.spec.surname = Some(surname.into());
+    c
+}
+
+pub fn labelled(mut c: MailContact, labels: &[(&str, &str)]) -> MailContact {
+    let map: BTreeMap<String, String> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    c.metadata.labels = Some(map);
+    c
+}
+
+/// A connector; `spaces` are `(domain, cost)`.
+pub fn connector(name: &str, spaces: &[(&str, u32)], hosts: &[&str]) -> SmtpConnector {
+    SmtpConnector {
+        metadata: meta(name),
+        spec: SmtpConnectorSpec {
+            address_spaces: spaces
+                .iter()
+                .map(|(d, c)| ConnectorAddressSpace {
+                    domain: d.to_string(),
+                    cost: Some(*c),
+                })
+                .collect(),
+            smart_hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            tls: None,
+            auth_secret_ref: None,
+            max_message_size: None,
+            enabled: None,
+        },
+        status: None,
+    }
+}
+
+/// A policy; the first template is primary.
+pub fn policy(
+    name: &str,
+    priority: i32,
+    templates: &[&str],
+    selector: Option<LabelSelector>,
+) -> RecipientPolicy {
+    RecipientPolicy {
+        metadata: meta(name),
+        spec: RecipientPolicySpec {
+            selector,
+            priority,
+            address_templates: templates
+                .iter()
+                .enumerate()
+                .map(|(i, t)| AddressTemplate {
+                    template: t.to_string(),
+                    primary: Some(i == 0),
+                })
+                .collect(),
+        },
+        status: None,
+    }
+}
+
+pub fn match_labels(labels: &[(&str, &str)]) -> Option<LabelSelector> {
+    Some(LabelSelector {
+        match_labels: Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        ),
+        match_expressions: None,
+    })
+}
+
+/// A namespace of `contacts` contacts over `policies` policies and
+/// `connectors` connectors, shaped like a real organisation: one
+/// authoritative domain, contacts homed on many mailbox servers.
+pub fn organisation(contacts: usize, policies: usize, connectors: usize) -> Objects {
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example-com", "example.com"));
+    o.address_spaces
+        .push(alias_domain("example-net", "example.net", "example.com"));
+    for i in 0..connectors {
+        o.connectors.push(connector(
+            &format!("mbx{i}"),
+            &[(&format!("mbx{i}.example.com"), 1)],
+            &[&format!(
+                "[10.{}.{}.{}]",
+                i / 65536 % 256,
+                i / 256 % 256,
+                i % 256
+            )],
+        ));
+    }
+    o.connectors.push(connector("internet", &[("*", 10)], &[]));
+    for p in 0..policies {
+        o.policies.push(policy(
+            &format!("site{p}"),
+            p as i32,
+            &["%g.%s@example.com", "%1g%s@example.net"],
+            match_labels(&[("site", &format!("s{p}"))]),
+        ));
+    }
+    for i in 0..contacts {
+        let server = i % connectors.max(1);
+        let c = person(
+            &format!("user{i}"),
+            &format!("Given{i}"),
+            &format!("Surname{i}"),
+            &format!("user{i}@mbx{server}.example.com"),
+        );
+        let mut c = labelled(c, &[("site", &format!("s{}", i % policies.max(1)))]);
+        c.spec.proxy_addresses = vec![format!("u{i}@example.com")];
+        o.contacts.push(c);
+    }
+    o
+}
