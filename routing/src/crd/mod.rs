@@ -32,7 +32,7 @@ pub(crate) mod patterns {
     pub const DOMAIN: &str = r"^[^.*@\s\[\]]+(\.[^.*@\s\[\]]+)*$";
     pub const SPACE_DOMAIN: &str = r"^(\*\.)?[^.*@\s\[\]]+(\.[^.*@\s\[\]]+)*$";
     pub const CONNECTOR_DOMAIN: &str = r"^(\*|(\*\.)?[^.*@\s\[\]]+(\.[^.*@\s\[\]]+)*)$";
-    pub const ADDRESS: &str = r"^[^@\s]+@[^@\s]+$";
+    pub const ADDRESS: &str = r#"^([^@\s"]+|"([^"\\]|\\.)+")@[^@\s]+$"#;
     pub const SMART_HOST: &str = r"^(\[[^\]\s]+\]|[^\[\]:\s]+)(:[0-9]{1,5})?$";
     pub const TEMPLATE: &str = r"^[^@\s]+@[^.*@\s%]+(\.[^.*@\s%]+)*$";
 }
