@@ -259,8 +259,7 @@ fn typed<T: DeserializeOwned>(value: Value, kind: Kind, at: Loc) -> Result<T, In
     let mut unknown = Vec::new();
     let mut note = |path: serde_ignored::Path<'_>| unknown.push(path.to_string());
     let de = serde_ignored::Deserializer::new(value, &mut note);
-    let obj = serde_path_to_error::deserialize(de)
-        .map_err(|e| at.err(format!("{kind}: {}: {}", e.path(), e.inner())))?;
+    let result = serde_path_to_error::deserialize(de);
     // Server-populated and list-only fields are fine; anything else is a typo.
     unknown.retain(|p| {
         p != "apiVersion"
@@ -269,10 +268,15 @@ fn typed<T: DeserializeOwned>(value: Value, kind: Kind, at: Loc) -> Result<T, In
             && !p.starts_with("status.")
             && !p.starts_with("metadata.managedFields")
     });
-    if let Some(p) = unknown.first() {
-        return Err(at.err(format!("{kind}: unknown field {p}")));
+    let typo = unknown.first().map(|p| format!("unknown field {p}"));
+    match (result, typo) {
+        (Ok(obj), None) => Ok(obj),
+        (Ok(_), Some(typo)) => Err(at.err(format!("{kind}: {typo}"))),
+        (Err(e), typo) => {
+            let hint = typo.map(|t| format!(" ({t})")).unwrap_or_default();
+            Err(at.err(format!("{kind}: {}: {}{hint}", e.path(), e.inner())))
+        }
     }
-    Ok(obj)
 }
 
 /// Splits a YAML stream into documents, with the line each one starts on.
