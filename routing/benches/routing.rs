@@ -1,1 +1,86 @@
-fn main() {}
+//! `cargo bench -p routing`: compile + analyse + encode, load, and resolve
+//! at 10k, 100k and 1M contacts (100 policies, 1,000 connectors). Table
+//! size and shard count are printed once per size. Figures go in the
+//! README's performance section, with the date.
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use routing::fixtures::organisation;
+use routing::table::{encode, load};
+use routing::{CompileOptions, RoutingTable, compile};
+use std::hint::black_box;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn sizes() -> Vec<usize> {
+    // MAILROUTE_BENCH_SIZES=10000,100000 to run fewer.
+    std::env::var("MAILROUTE_BENCH_SIZES")
+        .ok()
+        .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000])
+}
+
+fn bench(c: &mut Criterion) {
+    for n in sizes() {
+        let objects = organisation(n, 100, 1000);
+        let options = CompileOptions::default();
+        let compiled = compile(&objects, &options);
+        let encoded = encode(compiled.table());
+        eprintln!(
+            "{n} contacts: {} table bytes ({:.1} per contact), {} address shards, {} addresses",
+            encoded.total_bytes(),
+            encoded.total_bytes() as f64 / n as f64,
+            encoded.manifest.counts.address_shards,
+            encoded.manifest.counts.addresses
+        );
+
+        let mut g = c.benchmark_group("routing");
+        if n >= 1_000_000 {
+            g.sample_size(10).measurement_time(Duration::from_secs(40));
+        } else if n >= 100_000 {
+            g.sample_size(10).measurement_time(Duration::from_secs(10));
+        }
+        g.bench_function(BenchmarkId::new("compile_analyse_encode", n), |b| {
+            b.iter(|| {
+                let compiled = compile(black_box(&objects), &options);
+                black_box(encode(compiled.table()))
+            })
+        });
+        g.bench_function(BenchmarkId::new("load", n), |b| {
+            b.iter(|| {
+                let (_, table) = load(|k| encoded.files.get(k).map(Vec::as_slice)).unwrap();
+                black_box(RoutingTable::new(table))
+            })
+        });
+        g.finish();
+
+        // Resolve: a mix of known contacts (both address kinds), alias-domain
+        // addresses and unknown recipients.
+        let routing = compiled.routing;
+        let recipients: Vec<String> = (0..1024)
+            .map(|i| {
+                let k = (i * 7919) % n;
+                match i % 4 {
+                    0 => format!("u{k}@example.com"),
+                    1 => format!("Given{k}.Surname{k}@example.com"),
+                    2 => format!("g{k}surname{k}@example.net"),
+                    _ => format!("nobody{k}@example.com"),
+                }
+            })
+            .collect();
+        let mut g = c.benchmark_group("resolve");
+        g.throughput(Throughput::Elements(recipients.len() as u64));
+        g.bench_function(BenchmarkId::from_parameter(n), |b| {
+            b.iter(|| {
+                for r in &recipients {
+                    black_box(routing.resolve(black_box(r), false));
+                }
+            })
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -8,12 +8,13 @@ pub const MAX_LOCAL_PART: usize = 64;
 pub const MAX_DOMAIN: usize = 255;
 pub const MAX_PATH: usize = 256;
 
-/// A parsed mailbox. `local` keeps the sender's spelling (it is forwarded
-/// unchanged); `domain` is canonical: lower case, A-labels.
+/// A parsed mailbox. The local part keeps the sender's spelling (it is
+/// forwarded unchanged); the domain is canonical: lower case, A-labels.
+/// Stored as one `local@domain` string: one allocation per address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Address {
-    local: String,
-    domain: String,
+    text: String,
+    at: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,42 +57,50 @@ impl Address {
         let (local, domain) = (&s[..at], &s[at + 1..]);
         let local = canonical_local_part(local)?;
         let domain = normalize_domain(domain).map_err(AddressError::BadDomain)?;
-        Ok(Address { local, domain })
+        Ok(Address::from_parts(&local, &domain))
     }
 
-    /// An address from parts already known to be valid (a rewrite of the domain).
+    /// An address from parts already known to be valid.
+    pub(crate) fn from_parts(local: &str, domain: &str) -> Address {
+        let mut text = String::with_capacity(local.len() + 1 + domain.len());
+        text.push_str(local);
+        text.push('@');
+        text.push_str(domain);
+        Address { text, at: local.len() }
+    }
+
+    /// The same local part in another (canonical) domain: an alias rewrite.
     pub fn with_domain(&self, domain: &str) -> Address {
-        Address {
-            local: self.local.clone(),
-            domain: domain.to_owned(),
-        }
+        Address::from_parts(self.local(), domain)
     }
 
     pub fn local(&self) -> &str {
-        &self.local
+        &self.text[..self.at]
     }
 
     pub fn domain(&self) -> &str {
-        &self.domain
+        &self.text[self.at + 1..]
     }
 
     /// The lookup key: local part lower-cased, `@`, canonical domain.
     pub fn key(&self) -> String {
-        let mut key = String::with_capacity(self.local.len() + 1 + self.domain.len());
-        if self.local.is_ascii() {
-            key.extend(self.local.chars().map(|c| c.to_ascii_lowercase()));
-        } else {
-            key.push_str(&self.local.to_lowercase());
+        if self.text.is_ascii() {
+            return self.text.to_ascii_lowercase();
         }
+        let mut key = self.local().to_lowercase();
         key.push('@');
-        key.push_str(&self.domain);
+        key.push_str(self.domain());
         key
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.local, self.domain)
+        f.write_str(&self.text)
     }
 }
 
@@ -106,12 +115,12 @@ pub(crate) fn is_dot_string(s: &str) -> bool {
             .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
-fn canonical_local_part(local: &str) -> Result<String, AddressError> {
+fn canonical_local_part(local: &str) -> Result<std::borrow::Cow<'_, str>, AddressError> {
     if local.is_empty() || local.len() > MAX_LOCAL_PART {
         return Err(AddressError::BadLocalPart);
     }
     if is_dot_string(local) {
-        return Ok(local.to_owned());
+        return Ok(local.into());
     }
     let inner = local
         .strip_prefix('"')
@@ -135,9 +144,9 @@ fn canonical_local_part(local: &str) -> Result<String, AddressError> {
         return Err(AddressError::BadLocalPart);
     }
     if is_dot_string(&content) {
-        return Ok(content);
+        return Ok(content.into());
     }
-    Ok(local.to_owned())
+    Ok(local.into())
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

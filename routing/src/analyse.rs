@@ -12,15 +12,15 @@ use crate::report::{Problems, Reason};
 use crate::resolve::{Decision, ReplyReason};
 use crate::table::index::Next;
 use crate::table::{RoutingTable, SpaceAction};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 pub(crate) fn analyse(routing: &mut RoutingTable, self_names: &[String], problems: &mut Problems) {
     alias_cycles(routing, problems);
-    let in_cycles = contact_cycles(routing, problems);
+    let contacts = contact_cycles(routing, problems);
     forwards_to_self(routing, self_names, problems);
     relayed_spaces(routing, problems);
     shared_authoritative_spaces(routing, problems);
-    contact_routes(routing, &in_cycles, problems);
+    contact_routes(routing, &contacts, problems);
 }
 
 /// Walk state of a node in a functional graph (each node has at most one successor).
@@ -133,16 +133,30 @@ enum ContactStep {
     Ends,
 }
 
+/// The contacts in the table: one entry of each, and whether its route loops.
+struct Contacts {
+    first_entry: Vec<usize>,
+    looping: Vec<bool>,
+}
+
 /// Contacts (and alias domains between them) that rewrite in a circle.
-/// Returns the contacts whose route loops (in or into a cycle).
-fn contact_cycles(routing: &mut RoutingTable, problems: &mut Problems) -> Vec<bool> {
+fn contact_cycles(routing: &mut RoutingTable, problems: &mut Problems) -> Contacts {
+    let (flag, contacts) = find_contact_cycles(routing, problems);
+    for e in flag {
+        routing.table_mut().addresses[e].loops = true;
+    }
+    contacts
+}
+
+/// The entries to mark as looping (those of contacts on a cycle), and the contacts.
+fn find_contact_cycles(routing: &RoutingTable, problems: &mut Problems) -> (Vec<usize>, Contacts) {
     let table = routing.table();
     // Contacts are the nodes; any of a contact's entries stands for it.
     let mut ids: HashMap<&str, usize> = HashMap::new();
     let mut first_entry: Vec<usize> = Vec::new();
     let mut entry_contact: Vec<usize> = Vec::with_capacity(table.addresses.len());
     for (e, a) in table.addresses.iter().enumerate() {
-        let id = *ids.entry(a.contact.as_str()).or_insert_with(|| {
+        let id = *ids.entry(&*a.contact).or_insert_with(|| {
             first_entry.push(e);
             first_entry.len() - 1
         });
@@ -157,7 +171,7 @@ fn contact_cycles(routing: &mut RoutingTable, problems: &mut Problems) -> Vec<bo
         _ => None,
     });
 
-    let contact_name = |id: usize| table.addresses[first_entry[id]].contact.as_str();
+    let contact_name = |id: usize| &*table.addresses[first_entry[id]].contact;
     let space_name = |s: u32| table.spaces[s as usize].name.as_str();
     let mut cycle_names = Vec::with_capacity(cycles.len());
     for cycle in &cycles {
@@ -226,11 +240,7 @@ fn contact_cycles(routing: &mut RoutingTable, problems: &mut Problems) -> Vec<bo
         .filter(|(_, id)| matches!(state[**id], Walk::InCycle(_)))
         .map(|(e, _)| e)
         .collect();
-    let per_entry: Vec<bool> = entry_contact.iter().map(|&id| looping[id]).collect();
-    for e in flag {
-        routing.table_mut().addresses[e].loops = true;
-    }
-    per_entry
+    (flag, Contacts { first_entry, looping })
 }
 
 fn contact_step(routing: &RoutingTable, target: &str, entry_contact: &[usize]) -> ContactStep {
@@ -383,24 +393,19 @@ fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) 
 }
 
 /// Every contact's target must be deliverable (DESIGN.md §4 NoRoute).
-fn contact_routes(routing: &RoutingTable, looping: &[bool], problems: &mut Problems) {
-    let mut done: HashMap<&str, ()> = HashMap::new();
-    for (e, a) in routing.table().addresses.iter().enumerate() {
-        if looping[e] || done.insert(a.contact.as_str(), ()).is_some() {
-            continue;
-        }
+fn contact_routes(routing: &RoutingTable, contacts: &Contacts, problems: &mut Problems) {
+    for (&e, _) in contacts.first_entry.iter().zip(&contacts.looping).filter(|(_, l)| !**l) {
+        let a = &routing.table().addresses[e];
         let Ok(target) = Address::parse(&a.target) else {
             continue;
         };
-        let mut steps = Vec::new();
-        let decision = routing.resolve_address(target, &a.target, true, 1, &mut ());
-        let Decision::Reply(reply) = decision else {
+        // A contact's own rewrite counts: its target starts at one.
+        let Decision::Reply(reply) = routing.resolve_address(target.clone(), &a.target, true, 1, &mut ()) else {
             continue;
         };
         // Resolve again with a trace, only for the few that fail.
-        if let Ok(t) = Address::parse(&a.target) {
-            routing.resolve_address(t, &a.target, true, 1, &mut steps);
-        }
+        let mut steps = Vec::new();
+        routing.resolve_address(target, &a.target, true, 1, &mut steps);
         let (reason, why) = match reply.reason {
             ReplyReason::ForwardsToSelf => (
                 Reason::ForwardsToSelf,

@@ -2,7 +2,7 @@
 //! finds the most specific pattern for a domain in O(labels) hash lookups.
 
 use crate::address::{DomainError, normalize_domain};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 use std::fmt;
 
 /// A domain pattern. `Wildcard(s)` is `*.s`: every strict subdomain of `s` at

@@ -3,6 +3,7 @@
 //! `lastTransitionTime` when it writes status.
 
 use crate::crd::Kind;
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 /// Every reason of DESIGN.md §4, in the order that decides which one a
@@ -100,8 +101,8 @@ impl Problems {
 pub struct ConditionSummary {
     pub type_: &'static str,
     pub status: bool,
-    pub reason: String,
-    pub message: String,
+    pub reason: &'static str,
+    pub message: Cow<'static, str>,
 }
 
 impl ConditionSummary {
@@ -133,28 +134,26 @@ impl ObjectReport {
         problems: Vec<Problem>,
         ready_message: String,
     ) -> ObjectReport {
+        let ready = match problems.first() {
+            // Ready is False when any problem touches the object.
+            Some(first) => ConditionSummary {
+                type_: READY,
+                status: false,
+                reason: first.reason.as_str(),
+                message: join(problems.iter()).into(),
+            },
+            None => ConditionSummary {
+                type_: READY,
+                status: true,
+                reason: "Compiled",
+                message: ready_message.into(),
+            },
+        };
         let conditions = [
-            condition(READY, &problems, |_| true, ("Compiled", ready_message)),
-            condition(
-                LOOP_RISK,
-                &problems,
-                Reason::is_loop,
-                (
-                    "NoLoopRisk",
-                    "no route through this object comes back".into(),
-                ),
-            ),
-            condition(
-                CONFLICT,
-                &problems,
-                Reason::is_conflict,
-                ("NoConflict", "no contradictory claim of authority".into()),
-            ),
+            ready,
+            flagged(LOOP_RISK, &problems, Reason::is_loop, "NoLoopRisk", "no route through this object comes back"),
+            flagged(CONFLICT, &problems, Reason::is_conflict, "NoConflict", "no contradictory claim of authority"),
         ];
-        // Ready is True when no problem touches the object; the other two are
-        // True when a problem of theirs does.
-        let mut conditions = conditions;
-        conditions[0].status = !conditions[0].status;
         ObjectReport {
             kind,
             name,
@@ -178,45 +177,48 @@ impl ObjectReport {
             ConditionSummary {
                 type_: STALLED,
                 status: false,
-                reason: "Compiled".into(),
+                reason: "Compiled",
                 message: "not stalled".into(),
             }
         } else {
             ConditionSummary {
                 type_: STALLED,
                 status: true,
-                reason: ready.reason.clone(),
+                reason: ready.reason,
                 message: ready.message.clone(),
             }
         }
     }
 }
 
-/// True (with the first matching problem's reason and all matching messages)
-/// when any problem matches, else False with the given reason and message.
-fn condition(
+fn join<'a>(problems: impl Iterator<Item = &'a Problem>) -> String {
+    problems
+        .map(|p| format!("{}: {}", p.reason.as_str(), p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// True (with the first matching problem's reason and all matching
+/// messages) when any problem matches, else False with the given reason.
+fn flagged(
     type_: &'static str,
     problems: &[Problem],
     matches: fn(Reason) -> bool,
-    otherwise: (&str, String),
+    reason: &'static str,
+    message: &'static str,
 ) -> ConditionSummary {
-    let matching: Vec<&Problem> = problems.iter().filter(|p| matches(p.reason)).collect();
-    match matching.first() {
+    match problems.iter().find(|p| matches(p.reason)) {
         Some(first) => ConditionSummary {
             type_,
             status: true,
-            reason: first.reason.as_str().to_owned(),
-            message: matching
-                .iter()
-                .map(|p| format!("{}: {}", p.reason.as_str(), p.message))
-                .collect::<Vec<_>>()
-                .join("; "),
+            reason: first.reason.as_str(),
+            message: join(problems.iter().filter(|p| matches(p.reason))).into(),
         },
         None => ConditionSummary {
             type_,
             status: false,
-            reason: otherwise.0.to_owned(),
-            message: otherwise.1,
+            reason,
+            message: message.into(),
         },
     }
 }

@@ -55,9 +55,9 @@ fn every_object_gets_three_conditions_and_clean_objects_are_ready() {
     let ready = &report(&c, Kind::MailContact, "ann").conditions;
     assert_eq!(
         (
-            ready[0].reason.as_str(),
-            ready[1].reason.as_str(),
-            ready[2].reason.as_str()
+            ready[0].reason,
+            ready[1].reason,
+            ready[2].reason
         ),
         ("Compiled", "NoLoopRisk", "NoConflict")
     );
@@ -88,7 +88,7 @@ fn rewrite_cycle_of_contacts_names_the_objects() {
             "RewriteCycle: MailContact/alice → MailContact/bob → MailContact/alice"
         );
         let st = r.stalled();
-        assert_eq!((st.status, st.reason.as_str()), (true, "RewriteCycle"));
+        assert_eq!((st.status, st.reason), (true, "RewriteCycle"));
     }
     let r = report(&c, Kind::MailContact, "self");
     assert_eq!(

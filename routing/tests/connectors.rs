@@ -129,7 +129,8 @@ fn connector_settings_reach_the_table() {
 
 #[test]
 fn invalid_connectors_are_reported_and_left_out() {
-    let cases: &[(&[(&str, u32)], &[&str], &str)] = &[
+    type Case<'a> = (&'a [(&'a str, u32)], &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (&[("exa mple.com", 1)], &[], "spec.addressSpaces[0].domain"),
         (&[("*.*.com", 1)], &[], "spec.addressSpaces[0].domain"),
         (&[("a.com", 0)], &[], "spec.addressSpaces[0].cost"),

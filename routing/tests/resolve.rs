@@ -281,7 +281,6 @@ fn alias_domains_rewrite_and_chain_into_contacts() {
     );
     assert_eq!(decide(&c, "nobody@example.net", false), reply("550 5.1.1"));
     // A contact address in the alias domain itself wins over the domain rewrite.
-    let mut o = o;
     o.contacts.push(contact(
         "special",
         &["ann@example.net"],

@@ -10,8 +10,10 @@ use crate::report::{Problems, Reason, list_names};
 use crate::selector;
 use crate::table::{AddressRoute, RoutingTable};
 use crate::template::Expansion;
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use hashbrown::HashMap;
+use hashbrown::hash_map::Entry;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// What a contact ended up with, for its status.
 #[derive(Clone, Debug, Default)]
@@ -46,6 +48,7 @@ pub(crate) fn compile(
     let mut addresses = Vec::with_capacity(contacts.len() * 2);
     let mut stamped = HashMap::with_capacity(contacts.len());
     let mut incomplete: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut chosen: HashMap<Option<&BTreeMap<String, String>>, Option<usize>> = HashMap::new();
 
     for c in contacts {
         let name = name_of(&c.metadata);
@@ -56,15 +59,22 @@ pub(crate) fn compile(
                 continue;
             }
         };
-        let target = valid.target.to_string();
+        let target: Arc<str> = valid.target.as_str().into();
+        let contact_name: Arc<str> = name.into();
         let mut candidates = valid.proxies;
         let mut primary = None;
-        let policy = c.spec.applies_recipient_policies().then(|| {
-            policies.iter().find(|(p, _)| {
-                selector::matches(p.spec.selector.as_ref(), c.metadata.labels.as_ref())
+        // Contacts with equal labels get the same policy: ask once per label set.
+        let policy = if c.spec.applies_recipient_policies() {
+            let labels = c.metadata.labels.as_ref();
+            *chosen.entry(labels).or_insert_with(|| {
+                policies
+                    .iter()
+                    .position(|(p, _)| selector::matches(p.spec.selector.as_ref(), labels))
             })
-        });
-        let policy = policy.flatten();
+        } else {
+            None
+        };
+        let policy = policy.map(|i| &policies[i]);
         if let Some((p, vp)) = policy {
             let pname = name_of(&p.metadata);
             for (i, t) in vp.templates.iter().enumerate() {
@@ -99,13 +109,15 @@ pub(crate) fn compile(
             primary = candidates.first().map(|a| a.to_string());
         }
 
-        let mut mine = Vec::new();
-        let mut seen = HashSet::new();
+        let mut mine: Vec<String> = Vec::new();
+        let mut seen: Vec<String> = Vec::with_capacity(candidates.len());
         for a in candidates {
             let key = a.key();
-            if !seen.insert(key.clone()) {
+            // A contact has a handful of addresses: a linear check beats hashing.
+            if seen.contains(&key) {
                 continue;
             }
+            seen.push(key.clone());
             if accepted.space_for(a.domain()).is_none() {
                 problems.add(
                     Kind::MailContact,
@@ -133,7 +145,7 @@ pub(crate) fn compile(
                     mine.push(v.key().clone());
                     addresses.push(AddressRoute {
                         address: v.key().clone(),
-                        contact: name.to_owned(),
+                        contact: contact_name.clone(),
                         target: target.clone(),
                         loops: false,
                     });

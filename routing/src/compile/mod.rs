@@ -16,7 +16,7 @@ use crate::report::{ObjectReport, Problems, Reason};
 use crate::table::{ConnectorRoute, RoutingTable, SpaceRoute, Table, normalize_self_address};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 pub use validate::parse_quantity;
 
@@ -189,6 +189,7 @@ fn report(
         let ready = format!("stamps addresses onto {n} contact(s)");
         reports.push(one(Kind::RecipientPolicy, &p.metadata, ready));
     }
+    drop(stamped_by_policy);
     for c in &objects.connectors {
         let ready = match table
             .connectors

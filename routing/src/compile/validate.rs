@@ -9,7 +9,7 @@ use crate::pattern::DomainPattern;
 use crate::selector;
 use crate::table::{ConnectorRoute, SmartHost, SpaceAction, SpaceRoute};
 use crate::template::Template;
-use std::collections::HashSet;
+use hashbrown::HashSet;
 
 pub(crate) fn address_space(s: &AddressSpace) -> Result<SpaceRoute, String> {
     let pattern = DomainPattern::parse(&s.spec.domain, false)

@@ -5,7 +5,8 @@ use super::{AddressRoute, ConnectorRoute, SpaceRoute, Table};
 use crate::address::Address;
 use crate::pattern::{DomainPattern, SuffixIndex};
 use hashbrown::HashTable;
-use std::hash::{BuildHasher, RandomState};
+use hashbrown::DefaultHashBuilder;
+use std::hash::BuildHasher;
 
 /// The connector selected for a pattern: specificity first (the index
 /// handles that), then lowest cost, then connector name.
@@ -23,7 +24,7 @@ pub struct RoutingTable {
     spaces: SuffixIndex<u32>,
     connectors: SuffixIndex<ConnectorChoice>,
     addresses: HashTable<u32>,
-    hasher: RandomState,
+    hasher: DefaultHashBuilder,
 }
 
 /// One step of resolution (DESIGN.md §3, steps 2–4) for one address.
@@ -59,7 +60,7 @@ impl RoutingTable {
                 }
             }
         }
-        let hasher = RandomState::new();
+        let hasher = DefaultHashBuilder::default();
         let mut addresses = HashTable::with_capacity(table.addresses.len());
         for (i, a) in table.addresses.iter().enumerate() {
             let list = &table.addresses;

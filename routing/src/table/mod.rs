@@ -19,6 +19,7 @@ use crate::crd::TlsMode;
 use crate::pattern::DomainPattern;
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// A compiled namespace. Every list is sorted (spaces by pattern, connectors
 /// by name, addresses by key) so equal inputs give equal bytes.
@@ -146,7 +147,7 @@ impl SmartHost {
 
     /// Whether this host names one of the relay's own addresses.
     pub fn is_one_of(&self, names: &[String]) -> bool {
-        names.iter().any(|n| *n == self.host)
+        names.contains(&self.host)
     }
 }
 
@@ -193,10 +194,10 @@ impl fmt::Display for SmartHost {
 pub struct AddressRoute {
     /// Lookup key: lower-cased local part, `@`, canonical domain.
     pub address: String,
-    /// The MailContact object's name.
-    pub contact: String,
+    /// The MailContact object's name (shared by the contact's addresses).
+    pub contact: Arc<str>,
     /// Where the mail goes (validated; local part as written, canonical domain).
-    pub target: String,
+    pub target: Arc<str>,
     /// The analyser proved that this contact's route comes back to it.
     pub loops: bool,
 }

@@ -428,8 +428,8 @@ fn decode_addresses(
                 "MailContact/{contact} does not belong in this shard"
             )));
         }
-        let contact = contact.to_owned();
-        let target = r.str()?.to_owned();
+        let contact = contact.into();
+        let target = r.str()?.into();
         let loops = r.bool()?;
         out.push(AddressRoute {
             address: address.to_owned(),
