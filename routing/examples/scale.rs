@@ -29,7 +29,10 @@ fn main() {
     let t = Instant::now();
     let compiled = compile(&objects, &CompileOptions::default());
     let t_compile = t.elapsed();
-    eprintln!("first compile+analyse: {:.0}ms", t_first.as_secs_f64() * 1e3);
+    eprintln!(
+        "first compile+analyse: {:.0}ms",
+        t_first.as_secs_f64() * 1e3
+    );
     let t = Instant::now();
     let encoded = encode(compiled.table());
     let t_encode = t.elapsed();
@@ -54,7 +57,9 @@ fn main() {
 fn write_yaml(objects: &routing::Objects, dir: &std::path::Path) {
     use std::io::Write;
     std::fs::create_dir_all(dir).expect("create dir");
-    let mut out = std::io::BufWriter::new(std::fs::File::create(dir.join("organisation.yaml")).expect("create file"));
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(dir.join("organisation.yaml")).expect("create file"),
+    );
     let mut doc = |v: serde_json::Value| {
         writeln!(out, "---").unwrap();
         // JSON is YAML; one line per object keeps the file small and plain.

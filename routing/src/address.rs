@@ -1,6 +1,7 @@
 //! Recipient addresses and domain names: parsing and the canonical forms
 //! used as lookup keys (RFC 5321 §4.1.2, SMTPUTF8, IDNA).
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// RFC 5321 §4.5.3.1 limits.
@@ -56,7 +57,7 @@ impl Address {
         let at = s.rfind('@').ok_or(AddressError::NoAt)?;
         let (local, domain) = (&s[..at], &s[at + 1..]);
         let local = canonical_local_part(local)?;
-        let domain = normalize_domain(domain).map_err(AddressError::BadDomain)?;
+        let domain = canonical_domain(domain).map_err(AddressError::BadDomain)?;
         Ok(Address::from_parts(&local, &domain))
     }
 
@@ -66,7 +67,10 @@ impl Address {
         text.push_str(local);
         text.push('@');
         text.push_str(domain);
-        Address { text, at: local.len() }
+        Address {
+            text,
+            at: local.len(),
+        }
     }
 
     /// The same local part in another (canonical) domain: an alias rewrite.
@@ -96,6 +100,24 @@ impl Address {
     pub fn as_str(&self) -> &str {
         &self.text
     }
+
+    /// The lookup key, reusing this address's allocation when it can.
+    pub fn into_key(mut self) -> String {
+        if self.text.is_ascii() {
+            self.text.make_ascii_lowercase();
+            return self.text;
+        }
+        self.key()
+    }
+
+    /// `local@domain` appended in place to a buffer holding a valid local
+    /// part, with a canonical domain: no new allocation when it has room.
+    pub(crate) fn from_local_buffer(mut text: String, domain: &str) -> Address {
+        let at = text.len();
+        text.push('@');
+        text.push_str(domain);
+        Address { text, at }
+    }
 }
 
 impl fmt::Display for Address {
@@ -106,7 +128,32 @@ impl fmt::Display for Address {
 
 /// RFC 5322 atext, plus any non-ASCII character (RFC 6531 SMTPUTF8).
 fn is_atext(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+    c.is_ascii_alphanumeric() || is_atext_special(c) || !c.is_ascii()
+}
+
+/// RFC 5322 atext specials.
+pub(crate) fn is_atext_special(c: char) -> bool {
+    matches!(
+        c,
+        '!' | '#'
+            | '$'
+            | '%'
+            | '&'
+            | '\''
+            | '*'
+            | '+'
+            | '-'
+            | '/'
+            | '='
+            | '?'
+            | '^'
+            | '_'
+            | '`'
+            | '{'
+            | '|'
+            | '}'
+            | '~'
+    )
 }
 
 pub(crate) fn is_dot_string(s: &str) -> bool {
@@ -115,7 +162,7 @@ pub(crate) fn is_dot_string(s: &str) -> bool {
             .all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
 }
 
-fn canonical_local_part(local: &str) -> Result<std::borrow::Cow<'_, str>, AddressError> {
+fn canonical_local_part(local: &str) -> Result<Cow<'_, str>, AddressError> {
     if local.is_empty() || local.len() > MAX_LOCAL_PART {
         return Err(AddressError::BadLocalPart);
     }
@@ -173,16 +220,26 @@ impl fmt::Display for DomainError {
 /// end) or underscores. Address literals (`[192.0.2.1]`) are kept as written:
 /// no AddressSpace can match them, so only a `*` connector routes them.
 pub fn normalize_domain(domain: &str) -> Result<String, DomainError> {
+    canonical_domain(domain).map(Cow::into_owned)
+}
+
+/// [`normalize_domain`] without a copy when the domain is already canonical
+/// (the common case on the hot path).
+fn canonical_domain(domain: &str) -> Result<Cow<'_, str>, DomainError> {
     if domain.is_empty() {
         return Err(DomainError::Empty);
     }
     if domain.starts_with('[') {
-        return normalize_address_literal(domain);
+        return normalize_address_literal(domain).map(Cow::Owned);
     }
-    let ascii = if domain.is_ascii() {
-        domain.to_ascii_lowercase()
+    let ascii: Cow<'_, str> = if !domain.is_ascii() {
+        idna::domain_to_ascii(domain)
+            .map_err(|_| DomainError::Idna)?
+            .into()
+    } else if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+        domain.to_ascii_lowercase().into()
     } else {
-        idna::domain_to_ascii(domain).map_err(|_| DomainError::Idna)?
+        domain.into()
     };
     check_ldh(&ascii)?;
     Ok(ascii)

@@ -13,6 +13,7 @@ use crate::resolve::{Decision, ReplyReason};
 use crate::table::index::Next;
 use crate::table::{RoutingTable, SpaceAction};
 use hashbrown::HashMap;
+use std::sync::Arc;
 
 pub(crate) fn analyse(routing: &mut RoutingTable, self_names: &[String], problems: &mut Problems) {
     alias_cycles(routing, problems);
@@ -129,13 +130,18 @@ enum ContactStep {
     Contact(usize, Vec<u32>),
     /// Into an alias-domain cycle (space index).
     AliasCycle(u32),
-    /// Somewhere final: a connector, a refusal.
-    Ends,
+    /// Out of the contacts: this address, after this many rewrites, goes to
+    /// a connector or is refused.
+    Ends(Address, u32),
+    /// The target does not parse (the compiler refuses such contacts).
+    Invalid,
 }
 
-/// The contacts in the table: one entry of each, and whether its route loops.
+/// The contacts in the table: one entry of each, where its target leads,
+/// and whether its route loops.
 struct Contacts {
     first_entry: Vec<usize>,
+    steps: Vec<ContactStep>,
     looping: Vec<bool>,
 }
 
@@ -151,15 +157,23 @@ fn contact_cycles(routing: &mut RoutingTable, problems: &mut Problems) -> Contac
 /// The entries to mark as looping (those of contacts on a cycle), and the contacts.
 fn find_contact_cycles(routing: &RoutingTable, problems: &mut Problems) -> (Vec<usize>, Contacts) {
     let table = routing.table();
-    // Contacts are the nodes; any of a contact's entries stands for it.
-    let mut ids: HashMap<&str, usize> = HashMap::new();
+    // Contacts are the nodes; any of a contact's entries stands for it. A
+    // contact's entries share one name allocation and the compiler writes
+    // them next to each other, so the pointer identifies the contact cheaply.
+    let mut ids: HashMap<*const u8, usize> = HashMap::new();
     let mut first_entry: Vec<usize> = Vec::new();
     let mut entry_contact: Vec<usize> = Vec::with_capacity(table.addresses.len());
+    let mut previous: Option<(*const u8, usize)> = None;
     for (e, a) in table.addresses.iter().enumerate() {
-        let id = *ids.entry(&*a.contact).or_insert_with(|| {
-            first_entry.push(e);
-            first_entry.len() - 1
-        });
+        let ptr = Arc::as_ptr(&a.contact) as *const u8;
+        let id = match previous {
+            Some((p, id)) if p == ptr => id,
+            _ => *ids.entry(ptr).or_insert_with(|| {
+                first_entry.push(e);
+                first_entry.len() - 1
+            }),
+        };
+        previous = Some((ptr, id));
         entry_contact.push(id);
     }
     let steps: Vec<ContactStep> = first_entry
@@ -240,15 +254,24 @@ fn find_contact_cycles(routing: &RoutingTable, problems: &mut Problems) -> (Vec<
         .filter(|(_, id)| matches!(state[**id], Walk::InCycle(_)))
         .map(|(e, _)| e)
         .collect();
-    (flag, Contacts { first_entry, looping })
+    (
+        flag,
+        Contacts {
+            first_entry,
+            steps,
+            looping,
+        },
+    )
 }
 
 fn contact_step(routing: &RoutingTable, target: &str, entry_contact: &[usize]) -> ContactStep {
     let Ok(mut addr) = Address::parse(target) else {
-        return ContactStep::Ends;
+        return ContactStep::Invalid;
     };
     let mut via = Vec::new();
-    // Alias hops are bounded by the number of spaces; alias cycles are already flagged.
+    // The contact's own rewrite counts; alias hops are bounded by the number
+    // of spaces (alias cycles are already flagged).
+    let mut rewrites = 1;
     for _ in 0..=routing.table().spaces.len() {
         match routing.next(&addr) {
             Next::Contact(_, _) => {
@@ -266,11 +289,12 @@ fn contact_step(routing: &RoutingTable, target: &str, entry_contact: &[usize]) -
                 }
                 via.push(si);
                 addr = addr.with_domain(to);
+                rewrites += 1;
             }
-            Next::NotOurs | Next::Space(_) => return ContactStep::Ends,
+            Next::NotOurs | Next::Space(_) => return ContactStep::Ends(addr, rewrites),
         }
     }
-    ContactStep::Ends
+    ContactStep::Invalid
 }
 
 /// Connectors whose smart hosts are the relay's own addresses.
@@ -394,18 +418,28 @@ fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) 
 
 /// Every contact's target must be deliverable (DESIGN.md §4 NoRoute).
 fn contact_routes(routing: &RoutingTable, contacts: &Contacts, problems: &mut Problems) {
-    for (&e, _) in contacts.first_entry.iter().zip(&contacts.looping).filter(|(_, l)| !**l) {
-        let a = &routing.table().addresses[e];
-        let Ok(target) = Address::parse(&a.target) else {
+    for (id, &e) in contacts.first_entry.iter().enumerate() {
+        if contacts.looping[id] {
             continue;
+        }
+        let a = &routing.table().addresses[e];
+        // Where the walk left off: the end of the target's own rewrites, or
+        // (through other contacts) the target itself.
+        let (start, rewrites) = match &contacts.steps[id] {
+            ContactStep::Ends(addr, rewrites) => (addr.clone(), *rewrites),
+            ContactStep::Contact(..) => match Address::parse(&a.target) {
+                Ok(t) => (t, 1),
+                Err(_) => continue,
+            },
+            ContactStep::AliasCycle(_) | ContactStep::Invalid => continue,
         };
-        // A contact's own rewrite counts: its target starts at one.
-        let Decision::Reply(reply) = routing.resolve_address(target.clone(), &a.target, true, 1, &mut ()) else {
+        let decision = routing.resolve_address(start.clone(), &a.target, true, rewrites, &mut ());
+        let Decision::Reply(reply) = decision else {
             continue;
         };
         // Resolve again with a trace, only for the few that fail.
         let mut steps = Vec::new();
-        routing.resolve_address(target, &a.target, true, 1, &mut steps);
+        routing.resolve_address(start, &a.target, true, rewrites, &mut steps);
         let (reason, why) = match reply.reason {
             ReplyReason::ForwardsToSelf => (
                 Reason::ForwardsToSelf,

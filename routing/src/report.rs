@@ -3,8 +3,8 @@
 //! `lastTransitionTime` when it writes status.
 
 use crate::crd::Kind;
+use hashbrown::HashMap;
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 /// Every reason of DESIGN.md §4, in the order that decides which one a
 /// condition names when an object has several.
@@ -70,26 +70,34 @@ pub struct Problem {
 /// Problems by object, collected by the compiler and the analyser.
 #[derive(Default, Debug)]
 pub(crate) struct Problems {
-    by_object: BTreeMap<(Kind, String), Vec<Problem>>,
+    /// By kind (in `Kind::ALL` order), then object name.
+    by_kind: [HashMap<String, Vec<Problem>>; 4],
 }
 
 impl Problems {
+    fn of_kind(&mut self, kind: Kind) -> &mut HashMap<String, Vec<Problem>> {
+        &mut self.by_kind[kind as usize]
+    }
+
     pub fn add(&mut self, kind: Kind, name: &str, reason: Reason, message: impl Into<String>) {
-        self.by_object
-            .entry((kind, name.to_owned()))
-            .or_default()
-            .push(Problem {
-                reason,
-                message: message.into(),
-            });
+        let problem = Problem {
+            reason,
+            message: message.into(),
+        };
+        let map = self.of_kind(kind);
+        match map.get_mut(name) {
+            Some(list) => list.push(problem),
+            None => {
+                map.insert(name.to_owned(), vec![problem]);
+            }
+        }
     }
 
     /// The object's problems, sorted by reason then message, duplicates removed.
     pub fn take(&mut self, kind: Kind, name: &str) -> Vec<Problem> {
-        let mut ps = self
-            .by_object
-            .remove(&(kind, name.to_owned()))
-            .unwrap_or_default();
+        let Some(mut ps) = self.of_kind(kind).remove(name) else {
+            return Vec::new();
+        };
         ps.sort();
         ps.dedup();
         ps
@@ -151,8 +159,20 @@ impl ObjectReport {
         };
         let conditions = [
             ready,
-            flagged(LOOP_RISK, &problems, Reason::is_loop, "NoLoopRisk", "no route through this object comes back"),
-            flagged(CONFLICT, &problems, Reason::is_conflict, "NoConflict", "no contradictory claim of authority"),
+            flagged(
+                LOOP_RISK,
+                &problems,
+                Reason::is_loop,
+                "NoLoopRisk",
+                "no route through this object comes back",
+            ),
+            flagged(
+                CONFLICT,
+                &problems,
+                Reason::is_conflict,
+                "NoConflict",
+                "no contradictory claim of authority",
+            ),
         ];
         ObjectReport {
             kind,

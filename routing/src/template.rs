@@ -151,11 +151,11 @@ impl Template {
 
     pub fn expand(&self, contact: &MailContactSpec) -> Expansion {
         let mut missing = Vec::new();
-        let mut raw = String::new();
+        let mut local = LocalPart(String::with_capacity(32 + 1 + self.domain.len()));
         let mut replacements: Vec<(char, char)> = Vec::new();
         for token in &self.tokens {
             match token {
-                Token::Literal(c) => raw.push(*c),
+                Token::Literal(c) => local.push(*c),
                 Token::Replace { from, to } => replacements.push((*from, *to)),
                 Token::Field { field, first } => {
                     let Some(value) = field.value(contact) else {
@@ -164,12 +164,11 @@ impl Template {
                         }
                         continue;
                     };
-                    let taken = value.chars().take(first.unwrap_or(usize::MAX));
-                    for c in taken {
+                    for c in value.chars().take(first.unwrap_or(usize::MAX)) {
                         match replacements.iter().rev().find(|(from, _)| *from == c) {
                             Some((from, to)) if from == to => {}
-                            Some((_, to)) => raw.push(*to),
-                            None => raw.push(c),
+                            Some((_, to)) => local.push(*to),
+                            None => local.push(c),
                         }
                     }
                 }
@@ -178,30 +177,35 @@ impl Template {
         if !missing.is_empty() {
             return Expansion::Missing(missing);
         }
-        let local = clean_local_part(&raw);
+        let local = local.finish();
         if local.is_empty() || local.len() > MAX_LOCAL_PART || !is_dot_string(&local) {
-            return Expansion::Unusable(format!("gives no valid local part from {raw:?}"));
+            return Expansion::Unusable(format!("gives no valid local part ({local:?})"));
         }
-        // Both parts are valid by construction: the domain was normalised at parse time.
-        Expansion::Address(Address::from_parts(&local, &self.domain))
+        // The domain was normalised when the template was parsed; the buffer
+        // was sized for it, so this appends in place.
+        Expansion::Address(Address::from_local_buffer(local, &self.domain))
     }
 }
 
-/// Keeps ASCII letters, digits, RFC 5322 atext specials and single dots; lower-cases.
-fn clean_local_part(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        let keep = c.is_ascii_alphanumeric() || (c.is_ascii() && "!#$%&'*+-/=?^_`{|}~".contains(c));
-        if keep {
-            out.push(c.to_ascii_lowercase());
-        } else if c == '.' && !out.is_empty() && !out.ends_with('.') {
-            out.push('.');
+/// A local part being cleaned as it is written: keeps ASCII letters, digits,
+/// RFC 5322 specials and single dots (none leading or trailing), lower-cased.
+struct LocalPart(String);
+
+impl LocalPart {
+    fn push(&mut self, c: char) {
+        if c.is_ascii_alphanumeric() || (c.is_ascii() && crate::address::is_atext_special(c)) {
+            self.0.push(c.to_ascii_lowercase());
+        } else if c == '.' && !self.0.is_empty() && !self.0.ends_with('.') {
+            self.0.push('.');
         }
     }
-    while out.ends_with('.') {
-        out.pop();
+
+    fn finish(mut self) -> String {
+        while self.0.ends_with('.') {
+            self.0.pop();
+        }
+        self.0
     }
-    out
 }
 
 #[cfg(test)]

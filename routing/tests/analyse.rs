@@ -54,11 +54,7 @@ fn every_object_gets_three_conditions_and_clean_objects_are_ready() {
     );
     let ready = &report(&c, Kind::MailContact, "ann").conditions;
     assert_eq!(
-        (
-            ready[0].reason,
-            ready[1].reason,
-            ready[2].reason
-        ),
+        (ready[0].reason, ready[1].reason, ready[2].reason),
         ("Compiled", "NoLoopRisk", "NoConflict")
     );
     let stalled = report(&c, Kind::MailContact, "ann").stalled();

@@ -38,7 +38,10 @@ fn round_trip_is_exact() {
         "fixture should include a looping connector"
     );
     let e = encode(&t);
-    assert_eq!(load_files(&e.files).unwrap(), t);
+    assert_eq!(
+        load_files(&e.files).unwrap().canonical(),
+        t.clone().canonical()
+    );
     assert_eq!(e.manifest.counts.addresses, t.addresses.len() as u64);
 }
 
@@ -70,7 +73,10 @@ fn large_tables_are_split_into_stable_shards() {
         "expected several shards, got {}",
         e.manifest.counts.address_shards
     );
-    assert_eq!(load_files(&e.files).unwrap(), t);
+    assert_eq!(
+        load_files(&e.files).unwrap().canonical(),
+        t.clone().canonical()
+    );
 
     // Changing one contact rewrites one address shard and the manifest only.
     let mut o = organisation(60_000, 10, 20);

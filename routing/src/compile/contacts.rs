@@ -5,30 +5,33 @@
 
 use super::validate::{self, ValidPolicy};
 use super::{age_key, name_of};
-use crate::crd::{Kind, MailContact, RecipientPolicy};
+use crate::crd::{Kind, RecipientPolicy};
 use crate::report::{Problems, Reason, list_names};
 use crate::selector;
 use crate::table::{AddressRoute, RoutingTable};
 use crate::template::Expansion;
-use hashbrown::HashMap;
-use hashbrown::hash_map::Entry;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// What a contact ended up with, for its status.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Stamped {
-    pub policy: Option<String>,
+    /// Position of the policy in `Objects::policies`.
+    pub policy: Option<usize>,
     pub primary: Option<String>,
-    /// Its addresses that are in the table (lookup keys).
-    pub addresses: Vec<String>,
+    /// Its entries in the table: a contact's entries are written together,
+    /// so they are this range of `ContactsResult::addresses`.
+    pub addresses: std::ops::Range<u32>,
 }
 
 pub(crate) struct ContactsResult {
-    /// Sorted by key.
+    /// In claim order: contacts oldest first, each contact's addresses in
+    /// its own order (proxies, then policy templates). Deterministic.
     pub addresses: Vec<AddressRoute>,
-    /// By contact name.
-    pub stamped: HashMap<String, Stamped>,
+    /// By position in `Objects::contacts`.
+    pub stamped: Vec<Stamped>,
 }
 
 /// How many contacts a policy message names before "and N more".
@@ -41,16 +44,19 @@ pub(crate) fn compile(
 ) -> ContactsResult {
     let policies = valid_policies(&objects.policies, accepted, problems);
 
-    let mut contacts: Vec<&MailContact> = objects.contacts.iter().collect();
-    super::age_order(&mut contacts, |c| &c.metadata);
+    let mut order: Vec<usize> = (0..objects.contacts.len()).collect();
+    super::age_order(&mut order, |&i| &objects.contacts[i].metadata);
 
-    let mut claimed: HashMap<String, &str> = HashMap::with_capacity(contacts.len() * 2);
-    let mut addresses = Vec::with_capacity(contacts.len() * 2);
-    let mut stamped = HashMap::with_capacity(contacts.len());
+    // Claimed addresses, as positions in `addresses` (the key lives there once).
+    let hasher = DefaultHashBuilder::default();
+    let mut claimed: HashTable<u32> = HashTable::with_capacity(order.len() * 3);
+    let mut addresses: Vec<AddressRoute> = Vec::with_capacity(order.len() * 3);
+    let mut stamped = vec![Stamped::default(); objects.contacts.len()];
     let mut incomplete: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut chosen: HashMap<Option<&BTreeMap<String, String>>, Option<usize>> = HashMap::new();
 
-    for c in contacts {
+    for ci in order {
+        let c = &objects.contacts[ci];
         let name = name_of(&c.metadata);
         let valid = match validate::contact(c) {
             Ok(v) => v,
@@ -59,8 +65,6 @@ pub(crate) fn compile(
                 continue;
             }
         };
-        let target: Arc<str> = valid.target.as_str().into();
-        let contact_name: Arc<str> = name.into();
         let mut candidates = valid.proxies;
         let mut primary = None;
         // Contacts with equal labels get the same policy: ask once per label set.
@@ -69,13 +73,16 @@ pub(crate) fn compile(
             *chosen.entry(labels).or_insert_with(|| {
                 policies
                     .iter()
-                    .position(|(p, _)| selector::matches(p.spec.selector.as_ref(), labels))
+                    .position(|(_, p, _)| selector::matches(p.spec.selector.as_ref(), labels))
             })
         } else {
             None
         };
-        let policy = policy.map(|i| &policies[i]);
-        if let Some((p, vp)) = policy {
+        if let Some((pi, p, vp)) = policy
+            .map(|i| &policies[i])
+            .map(|(pi, p, vp)| (*pi, *p, vp))
+        {
+            stamped[ci].policy = Some(pi);
             let pname = name_of(&p.metadata);
             for (i, t) in vp.templates.iter().enumerate() {
                 let template = &p.spec.address_templates[i].template;
@@ -108,59 +115,56 @@ pub(crate) fn compile(
         if primary.is_none() {
             primary = candidates.first().map(|a| a.to_string());
         }
+        stamped[ci].primary = primary;
 
-        let mut mine: Vec<String> = Vec::new();
-        let mut seen: Vec<String> = Vec::with_capacity(candidates.len());
+        let target: Arc<str> = valid.target.as_str().into();
+        let contact_name: Arc<str> = name.into();
+        let first_of_mine = addresses.len();
         for a in candidates {
-            let key = a.key();
+            let domain_len = a.domain().len();
+            let key = a.into_key();
+            let domain = &key[key.len() - domain_len..];
             // A contact has a handful of addresses: a linear check beats hashing.
-            if seen.contains(&key) {
+            if addresses[first_of_mine..].iter().any(|r| r.address == key) {
                 continue;
             }
-            seen.push(key.clone());
-            if accepted.space_for(a.domain()).is_none() {
+            if accepted.space_for(domain).is_none() {
                 problems.add(
                     Kind::MailContact,
                     name,
                     Reason::DomainNotAccepted,
                     format!(
-                        "{a} is in {}, which no AddressSpace accepts: it can never receive",
-                        a.domain()
+                        "{key} is in {domain}, which no AddressSpace accepts: it can never receive"
                     ),
                 );
                 continue;
             }
-            match claimed.entry(key) {
-                Entry::Occupied(o) => problems.add(
+            let hash = hasher.hash_one(key.as_str());
+            let list = &addresses;
+            if let Some(&owner) = claimed.find(hash, |&i| list[i as usize].address == key) {
+                problems.add(
                     Kind::MailContact,
                     name,
                     Reason::DuplicateAddress,
                     format!(
-                        "{} is already claimed by the older MailContact/{}; it resolves there",
-                        o.key(),
-                        o.get()
+                        "{key} is already claimed by the older MailContact/{}; it resolves there",
+                        addresses[owner as usize].contact
                     ),
-                ),
-                Entry::Vacant(v) => {
-                    mine.push(v.key().clone());
-                    addresses.push(AddressRoute {
-                        address: v.key().clone(),
-                        contact: contact_name.clone(),
-                        target: target.clone(),
-                        loops: false,
-                    });
-                    v.insert(name);
-                }
+                );
+                continue;
             }
+            let at = addresses.len() as u32;
+            claimed.insert_unique(hash, at, |&i| {
+                hasher.hash_one(addresses[i as usize].address.as_str())
+            });
+            addresses.push(AddressRoute {
+                address: key,
+                contact: contact_name.clone(),
+                target: target.clone(),
+                loops: false,
+            });
         }
-        stamped.insert(
-            name.to_owned(),
-            Stamped {
-                policy: policy.map(|(p, _)| name_of(&p.metadata).to_owned()),
-                primary,
-                addresses: mine,
-            },
-        );
+        stamped[ci].addresses = first_of_mine as u32..addresses.len() as u32;
     }
 
     for (policy, contacts) in incomplete {
@@ -175,7 +179,6 @@ pub(crate) fn compile(
             ),
         );
     }
-    addresses.sort_unstable_by(|a, b| a.address.cmp(&b.address));
     ContactsResult { addresses, stamped }
 }
 
@@ -184,9 +187,9 @@ fn valid_policies<'a>(
     policies: &'a [RecipientPolicy],
     accepted: &RoutingTable,
     problems: &mut Problems,
-) -> Vec<(&'a RecipientPolicy, ValidPolicy)> {
+) -> Vec<(usize, &'a RecipientPolicy, ValidPolicy)> {
     let mut valid = Vec::new();
-    for p in policies {
+    for (pi, p) in policies.iter().enumerate() {
         let name = name_of(&p.metadata);
         match validate::policy(p) {
             Ok(vp) => {
@@ -204,12 +207,12 @@ fn valid_policies<'a>(
                         );
                     }
                 }
-                valid.push((p, vp));
+                valid.push((pi, p, vp));
             }
             Err(e) => problems.add(Kind::RecipientPolicy, name, Reason::InvalidSpec, e),
         }
     }
-    valid.sort_by(|(a, _), (b, _)| {
+    valid.sort_by(|(_, a, _), (_, b, _)| {
         (a.spec.priority, age_key(&a.metadata)).cmp(&(b.spec.priority, age_key(&b.metadata)))
     });
     valid

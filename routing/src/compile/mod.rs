@@ -14,9 +14,9 @@ use crate::crd::{AddressSpace, Kind, MailContact, RecipientPolicy, SmtpConnector
 use crate::pattern::DomainPattern;
 use crate::report::{ObjectReport, Problems, Reason};
 use crate::table::{ConnectorRoute, RoutingTable, SpaceRoute, Table, normalize_self_address};
+use hashbrown::HashMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use hashbrown::HashMap;
 
 pub use validate::parse_quantity;
 
@@ -58,7 +58,7 @@ impl Compiled {
 
 /// Oldest first, then by name: who wins a conflict. Objects without a
 /// creation time (files not yet applied) count as newest.
-pub(crate) fn age_order<T>(items: &mut [T], meta: impl Fn(&T) -> &ObjectMeta) {
+pub(crate) fn age_order<'m, T>(items: &mut [T], meta: impl Fn(&T) -> &'m ObjectMeta) {
     items.sort_by(|a, b| age_key(meta(a)).cmp(&age_key(meta(b))));
 }
 
@@ -158,39 +158,67 @@ fn claim_spaces(spaces: &[&AddressSpace], problems: &mut Problems) -> Vec<SpaceR
 fn report(
     objects: &Objects,
     routing: &RoutingTable,
-    mut stamped: HashMap<String, contacts::Stamped>,
+    mut stamped: Vec<contacts::Stamped>,
     problems: &mut Problems,
 ) -> Vec<ObjectReport> {
     let table = routing.table();
-    let mut reports = Vec::new();
+    let mut reports = Vec::with_capacity(
+        objects.address_spaces.len()
+            + objects.policies.len()
+            + objects.contacts.len()
+            + objects.connectors.len(),
+    );
+    // Reports come out sorted by kind, then name: sort positions, not reports.
+    fn by_name<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| name_of(meta(&items[a])).cmp(name_of(meta(&items[b]))));
+        order
+    }
     let mut one = |kind: Kind, meta: &ObjectMeta, ready: String| {
         let name = name_of(meta).to_owned();
         let ps = problems.take(kind, &name);
         ObjectReport::new(kind, name, meta.generation, ps, ready)
     };
-    for s in &objects.address_spaces {
+    for i in by_name(&objects.address_spaces, |s| &s.metadata) {
+        let s = &objects.address_spaces[i];
         let ready = match table.spaces.iter().find(|r| r.name == name_of(&s.metadata)) {
             Some(r) => format!("accepts {} ({})", r.pattern, r.action.describe()),
             None => "not in the routing table".into(),
         };
         reports.push(one(Kind::AddressSpace, &s.metadata, ready));
     }
-    let mut stamped_by_policy: HashMap<&str, usize> = HashMap::new();
-    for s in stamped.values() {
-        if let Some(p) = &s.policy {
-            *stamped_by_policy.entry(p.as_str()).or_default() += 1;
-        }
+    let mut stamped_by_policy = vec![0usize; objects.policies.len()];
+    for p in stamped.iter().filter_map(|s| s.policy) {
+        stamped_by_policy[p] += 1;
     }
-    for p in &objects.policies {
-        let n = stamped_by_policy
-            .get(name_of(&p.metadata))
-            .copied()
-            .unwrap_or(0);
-        let ready = format!("stamps addresses onto {n} contact(s)");
-        reports.push(one(Kind::RecipientPolicy, &p.metadata, ready));
+    for i in by_name(&objects.policies, |p| &p.metadata) {
+        let ready = format!("stamps addresses onto {} contact(s)", stamped_by_policy[i]);
+        reports.push(one(
+            Kind::RecipientPolicy,
+            &objects.policies[i].metadata,
+            ready,
+        ));
     }
-    drop(stamped_by_policy);
-    for c in &objects.connectors {
+    for i in by_name(&objects.contacts, |c| &c.metadata) {
+        let c = &objects.contacts[i];
+        let s = std::mem::take(&mut stamped[i]);
+        let ready = match s.addresses.len() {
+            0 => format!(
+                "no address resolves to it; its target is {}",
+                c.spec.target_address
+            ),
+            n => format!("{n} address(es) route to {}", c.spec.target_address),
+        };
+        let mut r = one(Kind::MailContact, &c.metadata, ready);
+        r.primary_address = s.primary;
+        r.addresses = table.addresses[s.addresses.start as usize..s.addresses.end as usize]
+            .iter()
+            .map(|a| a.address.clone())
+            .collect();
+        reports.push(r);
+    }
+    for i in by_name(&objects.connectors, |c| &c.metadata) {
+        let c = &objects.connectors[i];
         let ready = match table
             .connectors
             .iter()
@@ -212,20 +240,5 @@ fn report(
         };
         reports.push(one(Kind::SmtpConnector, &c.metadata, ready));
     }
-    for c in &objects.contacts {
-        let s = stamped.remove(name_of(&c.metadata)).unwrap_or_default();
-        let ready = match s.addresses.len() {
-            0 => format!(
-                "no address resolves to it; its target is {}",
-                c.spec.target_address
-            ),
-            n => format!("{n} address(es) route to {}", c.spec.target_address),
-        };
-        let mut r = one(Kind::MailContact, &c.metadata, ready);
-        r.primary_address = s.primary;
-        r.addresses = s.addresses;
-        reports.push(r);
-    }
-    reports.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
     reports
 }

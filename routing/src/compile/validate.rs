@@ -163,13 +163,13 @@ pub(crate) struct ValidContact {
 pub(crate) fn contact(c: &MailContact) -> Result<ValidContact, String> {
     let target = Address::parse(&c.spec.target_address)
         .map_err(|e| format!("spec.targetAddress {:?}: {e}", c.spec.target_address))?;
-    let proxies = c
-        .spec
-        .proxy_addresses
-        .iter()
-        .enumerate()
-        .map(|(i, a)| Address::parse(a).map_err(|e| format!("spec.proxyAddresses[{i}] {a:?}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Room for the addresses a policy adds, too.
+    let mut proxies = Vec::with_capacity(c.spec.proxy_addresses.len() + 4);
+    for (i, a) in c.spec.proxy_addresses.iter().enumerate() {
+        let parsed =
+            Address::parse(a).map_err(|e| format!("spec.proxyAddresses[{i}] {a:?}: {e}"))?;
+        proxies.push(parsed);
+    }
     Ok(ValidContact { target, proxies })
 }
 

@@ -4,8 +4,8 @@
 use super::{AddressRoute, ConnectorRoute, SpaceRoute, Table};
 use crate::address::Address;
 use crate::pattern::{DomainPattern, SuffixIndex};
-use hashbrown::HashTable;
 use hashbrown::DefaultHashBuilder;
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 /// The connector selected for a pattern: specificity first (the index

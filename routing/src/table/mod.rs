@@ -21,13 +21,24 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-/// A compiled namespace. Every list is sorted (spaces by pattern, connectors
-/// by name, addresses by key) so equal inputs give equal bytes.
+/// A compiled namespace. Spaces are sorted by pattern and connectors by
+/// name; addresses come in a deterministic order (the compiler's claim
+/// order, or shard by shard when loaded), so equal inputs give equal bytes.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Table {
     pub spaces: Vec<SpaceRoute>,
     pub connectors: Vec<ConnectorRoute>,
     pub addresses: Vec<AddressRoute>,
+}
+
+impl Table {
+    /// The same table with its addresses sorted by key, for comparing a
+    /// compiled table with a loaded one.
+    pub fn canonical(mut self) -> Table {
+        self.addresses
+            .sort_unstable_by(|a, b| a.address.cmp(&b.address));
+        self
+    }
 }
 
 /// An accepted domain pattern (a winning AddressSpace).

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 pub const SCHEMA: &str = "mailroute.io/table/v1";
 pub const MANIFEST_KEY: &str = "manifest.json";
@@ -29,9 +30,9 @@ pub const SHARD_LIMIT: usize = 768 * 1024;
 const RAW_PER_SHARD: usize = 2 * 1024 * 1024;
 /// A shard that inflates beyond this is refused (a damaged or hostile table).
 const MAX_RAW_SHARD: usize = 256 * 1024 * 1024;
-const ZSTD_LEVEL: i32 = 3;
+const ZSTD_LEVEL: i32 = 2;
 const BASE_MAGIC: &[u8] = b"MRTB1";
-const ADDR_MAGIC: &[u8] = b"MRTA1";
+const ADDR_MAGIC: &[u8] = b"MRTA2";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -206,6 +207,8 @@ fn encode_base(table: &Table) -> Vec<u8> {
     w.buf
 }
 
+/// Each shard holds records of one contact: name, target, loop flag, then
+/// its addresses, so a contact's shared fields are written (and loaded) once.
 fn encode_address_shards(addresses: &[AddressRoute], count: usize) -> Vec<Vec<u8>> {
     let mut buckets: Vec<Vec<&AddressRoute>> = vec![Vec::new(); count];
     for a in addresses {
@@ -215,20 +218,36 @@ fn encode_address_shards(addresses: &[AddressRoute], count: usize) -> Vec<Vec<u8
         .iter()
         .enumerate()
         .map(|(i, bucket)| {
-            let mut w = Writer::default();
+            let raw: usize =
+                bucket.iter().map(|a| a.address.len() + 1).sum::<usize>() + bucket.len() * 24;
+            let mut w = Writer {
+                buf: Vec::with_capacity(raw + 32),
+            };
             w.bytes(ADDR_MAGIC);
             w.varint(i as u64);
             w.varint(count as u64);
-            w.varint(bucket.len() as u64);
-            for a in bucket {
-                w.str(&a.address);
-                w.str(&a.contact);
-                w.str(&a.target);
-                w.bool(a.loops);
+            let records: Vec<&[&AddressRoute]> =
+                bucket.chunk_by(|a, b| same_contact(a, b)).collect();
+            w.varint(records.len() as u64);
+            for record in records {
+                let first = record[0];
+                w.str(&first.contact);
+                w.str(&first.target);
+                w.bool(first.loops);
+                w.varint(record.len() as u64);
+                for a in record {
+                    w.str(&a.address);
+                }
             }
             compress(&w.buf)
         })
         .collect()
+}
+
+fn same_contact(a: &AddressRoute, b: &AddressRoute) -> bool {
+    (Arc::ptr_eq(&a.contact, &b.contact) || a.contact == b.contact)
+        && a.target == b.target
+        && a.loops == b.loops
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,19 +333,18 @@ pub fn load<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Tab
         };
         decoded.map_err(|e| shard_err(e.0))?;
     }
-    table
+    let mut seen = hashbrown::HashSet::with_capacity(table.addresses.len());
+    if let Some(dup) = table
         .addresses
-        .sort_unstable_by(|a, b| a.address.cmp(&b.address));
-    if let Some(w) = table
-        .addresses
-        .windows(2)
-        .find(|w| w[0].address == w[1].address)
+        .iter()
+        .find(|a| !seen.insert(a.address.as_str()))
     {
         return Err(LoadError::Manifest(format!(
             "address {} appears twice",
-            w[0].address
+            dup.address
         )));
     }
+    drop(seen);
     let counts = &manifest.counts;
     if counts.address_spaces != table.spaces.len() as u64
         || counts.connectors != table.connectors.len() as u64
@@ -418,25 +436,31 @@ fn decode_addresses(
     if r.varint()? != index as u64 || r.varint()? != count as u64 {
         return Err(DecodeError(format!("not shard {index} of {count}")));
     }
-    let n = r.count()?;
-    out.reserve(n);
-    for _ in 0..n {
-        let address = r.str()?;
+    for _ in 0..r.count()? {
         let contact = r.str()?;
         if shard_of(contact, count) != index {
             return Err(DecodeError(format!(
                 "MailContact/{contact} does not belong in this shard"
             )));
         }
-        let contact = contact.into();
-        let target = r.str()?.into();
+        let contact: Arc<str> = contact.into();
+        let target: Arc<str> = r.str()?.into();
         let loops = r.bool()?;
-        out.push(AddressRoute {
-            address: address.to_owned(),
-            contact,
-            target,
-            loops,
-        });
+        let n = r.count()?;
+        if n == 0 {
+            return Err(DecodeError(format!(
+                "MailContact/{contact} has no addresses"
+            )));
+        }
+        out.reserve(n);
+        for _ in 0..n {
+            out.push(AddressRoute {
+                address: r.str()?.to_owned(),
+                contact: contact.clone(),
+                target: target.clone(),
+                loops,
+            });
+        }
     }
     r.finish()
 }
