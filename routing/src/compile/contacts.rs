@@ -32,6 +32,9 @@ pub(crate) struct ContactsResult {
     pub addresses: Vec<AddressRoute>,
     /// By position in `Objects::contacts`.
     pub stamped: Vec<Stamped>,
+    /// `addresses` by key, for the routing table's index.
+    pub index: HashTable<u32>,
+    pub hasher: DefaultHashBuilder,
 }
 
 /// How many contacts a policy message names before "and N more".
@@ -47,9 +50,6 @@ pub(crate) fn compile(
     let mut order: Vec<usize> = (0..objects.contacts.len()).collect();
     super::age_order(&mut order, |&i| &objects.contacts[i].metadata);
 
-    // Claimed addresses, as positions in `addresses` (the key lives there once).
-    let hasher = DefaultHashBuilder::default();
-    let mut claimed: HashTable<u32> = HashTable::with_capacity(order.len() * 3);
     let mut addresses: Vec<AddressRoute> = Vec::with_capacity(order.len() * 3);
     let mut stamped = vec![Stamped::default(); objects.contacts.len()];
     let mut incomplete: BTreeMap<&str, Vec<String>> = BTreeMap::new();
@@ -139,24 +139,6 @@ pub(crate) fn compile(
                 );
                 continue;
             }
-            let hash = hasher.hash_one(key.as_str());
-            let list = &addresses;
-            if let Some(&owner) = claimed.find(hash, |&i| list[i as usize].address == key) {
-                problems.add(
-                    Kind::MailContact,
-                    name,
-                    Reason::DuplicateAddress,
-                    format!(
-                        "{key} is already claimed by the older MailContact/{}; it resolves there",
-                        addresses[owner as usize].contact
-                    ),
-                );
-                continue;
-            }
-            let at = addresses.len() as u32;
-            claimed.insert_unique(hash, at, |&i| {
-                hasher.hash_one(addresses[i as usize].address.as_str())
-            });
             addresses.push(AddressRoute {
                 address: key,
                 contact: contact_name.clone(),
@@ -166,6 +148,8 @@ pub(crate) fn compile(
         }
         stamped[ci].addresses = first_of_mine as u32..addresses.len() as u32;
     }
+
+    let (index, hasher) = claim(&mut addresses, &mut stamped, problems);
 
     for (policy, contacts) in incomplete {
         problems.add(
@@ -179,7 +163,77 @@ pub(crate) fn compile(
             ),
         );
     }
-    ContactsResult { addresses, stamped }
+    ContactsResult {
+        addresses,
+        stamped,
+        index,
+        hasher,
+    }
+}
+
+/// Gives every address to its first claimant (the entries are in claim
+/// order: oldest contact first), drops the later claims, and returns the
+/// index of the remaining entries by key. A tight pass of its own, so the
+/// hash table's cache misses overlap instead of queuing behind other work.
+fn claim(
+    addresses: &mut Vec<AddressRoute>,
+    stamped: &mut [Stamped],
+    problems: &mut Problems,
+) -> (HashTable<u32>, DefaultHashBuilder) {
+    let hasher = DefaultHashBuilder::default();
+    let mut index: HashTable<u32> = HashTable::with_capacity(addresses.len());
+    let mut lost: Vec<u32> = Vec::new();
+    for (i, a) in addresses.iter().enumerate() {
+        let hash = hasher.hash_one(a.address.as_str());
+        let list = &*addresses;
+        match index.find(hash, |&j| list[j as usize].address == a.address) {
+            Some(&winner) => {
+                lost.push(i as u32);
+                problems.add(
+                    Kind::MailContact,
+                    &a.contact,
+                    Reason::DuplicateAddress,
+                    format!(
+                        "{} is already claimed by the older MailContact/{}; it resolves there",
+                        a.address, list[winner as usize].contact
+                    ),
+                );
+            }
+            None => {
+                index.insert_unique(hash, i as u32, |&j| {
+                    hasher.hash_one(list[j as usize].address.as_str())
+                });
+            }
+        }
+    }
+    if lost.is_empty() {
+        return (index, hasher);
+    }
+    // Compact: `kept_before[i]` is the new position of entry i.
+    let mut kept_before = Vec::with_capacity(addresses.len() + 1);
+    let mut lost_iter = lost.iter().peekable();
+    let mut kept = 0u32;
+    for i in 0..addresses.len() as u32 {
+        kept_before.push(kept);
+        if lost_iter.next_if_eq(&&i).is_none() {
+            kept += 1;
+        }
+    }
+    kept_before.push(kept);
+    let mut i = 0;
+    addresses.retain(|_| {
+        let keep = lost.binary_search(&i).is_err();
+        i += 1;
+        keep
+    });
+    for slot in index.iter_mut() {
+        *slot = kept_before[*slot as usize];
+    }
+    for s in stamped {
+        s.addresses =
+            kept_before[s.addresses.start as usize]..kept_before[s.addresses.end as usize];
+    }
+    (index, hasher)
 }
 
 /// Valid policies, highest priority (lowest number) first, then oldest, then name.

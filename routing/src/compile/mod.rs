@@ -107,10 +107,15 @@ pub fn compile(objects: &Objects, options: &CompileOptions) -> Compiled {
         addresses: Vec::new(),
     });
 
-    let contact_result = contacts::compile(objects, &routing, &mut problems);
+    let contacts::ContactsResult {
+        addresses,
+        stamped,
+        index,
+        hasher,
+    } = contacts::compile(objects, &routing, &mut problems);
     let mut table = routing.into_table();
-    table.addresses = contact_result.addresses;
-    routing = RoutingTable::new(table);
+    table.addresses = addresses;
+    routing = RoutingTable::with_address_index(table, index, hasher);
 
     let self_names: Vec<String> = options
         .self_addresses
@@ -119,7 +124,7 @@ pub fn compile(objects: &Objects, options: &CompileOptions) -> Compiled {
         .collect();
     analyse::analyse(&mut routing, &self_names, &mut problems);
 
-    let reports = report(objects, &routing, contact_result.stamped, &mut problems);
+    let reports = report(objects, &routing, stamped, &mut problems);
     Compiled { routing, reports }
 }
 

@@ -41,6 +41,25 @@ pub(crate) enum Next<'t> {
 
 impl RoutingTable {
     pub fn new(table: Table) -> RoutingTable {
+        let hasher = DefaultHashBuilder::default();
+        let mut addresses = HashTable::with_capacity(table.addresses.len());
+        for (i, a) in table.addresses.iter().enumerate() {
+            let list = &table.addresses;
+            addresses.insert_unique(hasher.hash_one(a.address.as_str()), i as u32, |&j| {
+                hasher.hash_one(list[j as usize].address.as_str())
+            });
+        }
+        RoutingTable::with_address_index(table, addresses, hasher)
+    }
+
+    /// A table whose address index the compiler already built (positions in
+    /// `table.addresses`, hashed with `hasher`).
+    pub(crate) fn with_address_index(
+        table: Table,
+        addresses: HashTable<u32>,
+        hasher: DefaultHashBuilder,
+    ) -> RoutingTable {
+        debug_assert_eq!(addresses.len(), table.addresses.len());
         let mut spaces = SuffixIndex::default();
         for (i, s) in table.spaces.iter().enumerate() {
             spaces.insert(&s.pattern, i as u32);
@@ -59,14 +78,6 @@ impl RoutingTable {
                     connectors.insert(pattern, choice);
                 }
             }
-        }
-        let hasher = DefaultHashBuilder::default();
-        let mut addresses = HashTable::with_capacity(table.addresses.len());
-        for (i, a) in table.addresses.iter().enumerate() {
-            let list = &table.addresses;
-            addresses.insert_unique(hasher.hash_one(a.address.as_str()), i as u32, |&j| {
-                hasher.hash_one(list[j as usize].address.as_str())
-            });
         }
         RoutingTable {
             table,

@@ -98,14 +98,27 @@ fn address_key(index: usize, count: usize) -> String {
     format!("addresses-{index:03}-of-{count:03}.zst")
 }
 
-fn compress(raw: &[u8]) -> Vec<u8> {
-    zstd::bulk::compress(raw, ZSTD_LEVEL).expect("zstd compression of an in-memory buffer")
+/// One zstd context for all shards: creating one per shard costs more than
+/// compressing a small shard.
+struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    fn new() -> Compressor {
+        Compressor(zstd::bulk::Compressor::new(ZSTD_LEVEL).expect("zstd context"))
+    }
+
+    fn compress(&mut self, raw: &[u8]) -> Vec<u8> {
+        self.0
+            .compress(raw)
+            .expect("zstd compression of an in-memory buffer")
+    }
 }
 
 /// Encodes a table into its published files. Deterministic: equal tables
 /// give equal bytes.
 pub fn encode(table: &Table) -> EncodedTable {
-    let base = compress(&encode_base(table));
+    let mut zstd = Compressor::new();
+    let base = zstd.compress(&encode_base(table));
     let raw_size: usize = table
         .addresses
         .iter()
@@ -113,7 +126,7 @@ pub fn encode(table: &Table) -> EncodedTable {
         .sum();
     let mut count = (raw_size / RAW_PER_SHARD + 1).next_power_of_two();
     let address_shards = loop {
-        let shards = encode_address_shards(&table.addresses, count);
+        let shards = encode_address_shards(&table.addresses, count, &mut zstd);
         if shards.iter().all(|s| s.len() <= SHARD_LIMIT) {
             break shards;
         }
@@ -209,7 +222,11 @@ fn encode_base(table: &Table) -> Vec<u8> {
 
 /// Each shard holds records of one contact: name, target, loop flag, then
 /// its addresses, so a contact's shared fields are written (and loaded) once.
-fn encode_address_shards(addresses: &[AddressRoute], count: usize) -> Vec<Vec<u8>> {
+fn encode_address_shards(
+    addresses: &[AddressRoute],
+    count: usize,
+    zstd: &mut Compressor,
+) -> Vec<Vec<u8>> {
     let mut buckets: Vec<Vec<&AddressRoute>> = vec![Vec::new(); count];
     for a in addresses {
         buckets[shard_of(&a.contact, count)].push(a);
@@ -239,7 +256,7 @@ fn encode_address_shards(addresses: &[AddressRoute], count: usize) -> Vec<Vec<u8
                     w.str(&a.address);
                 }
             }
-            compress(&w.buf)
+            zstd.compress(&w.buf)
         })
         .collect()
 }
@@ -313,6 +330,8 @@ pub fn load<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Tab
     }
 
     let mut table = Table::default();
+    let mut zstd =
+        zstd::bulk::Decompressor::new().map_err(|e| LoadError::Manifest(format!("zstd: {e}")))?;
     for (i, shard) in manifest.shards.iter().enumerate() {
         let bytes = get(&shard.key).ok_or_else(|| LoadError::MissingFile(shard.key.clone()))?;
         if bytes.len() as u64 != shard.bytes || sha256_hex(bytes) != shard.sha256 {
@@ -324,7 +343,18 @@ pub fn load<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Tab
             key: shard.key.clone(),
             error,
         };
-        let raw = zstd::bulk::decompress(bytes, MAX_RAW_SHARD)
+        // Frames carry their size: allocate exactly that, and refuse a bomb.
+        let size = match zstd::zstd_safe::get_frame_content_size(bytes) {
+            Ok(Some(n)) if n <= MAX_RAW_SHARD as u64 => n as usize,
+            Ok(Some(n)) => {
+                return Err(shard_err(format!(
+                    "inflates to {n} bytes, over the {MAX_RAW_SHARD}-byte limit"
+                )));
+            }
+            _ => return Err(shard_err("not a zstd frame with a known size".into())),
+        };
+        let raw = zstd
+            .decompress(bytes, size)
             .map_err(|e| shard_err(format!("decompression failed: {e}")))?;
         let decoded = if i == 0 {
             decode_base(&raw, &mut table)
