@@ -136,62 +136,58 @@ struct Reader {
     seen: HashMap<(String, Kind, String), String>,
 }
 
+/// One object read from a document.
+enum Item {
+    AddressSpace(AddressSpace),
+    RecipientPolicy(RecipientPolicy),
+    MailContact(MailContact),
+    SmtpConnector(SmtpConnector),
+    /// An object of another kind, for the note on stderr.
+    Skipped(String),
+}
+
+/// Documents parsed per thread: YAML parsing dominates reading, and each
+/// document parses on its own.
+const PARSE_THREADS: usize = 2;
+
 impl Reader {
     fn file(&mut self, file: &Path, text: &str) -> Result<(), InputError> {
-        for (line, doc) in split_documents(text) {
-            let at = Loc { file, line };
-            let value: Value = serde_yaml_ng::from_str(doc).map_err(|e| {
-                let line = e.location().map_or(line, |l| line + l.line() - 1);
-                Loc { file, line }.err(format!("invalid YAML: {e}"))
-            })?;
-            self.value(value, at)?;
+        let docs = split_documents(text);
+        let parse = |chunk: &[(usize, &str)]| -> Vec<Result<Vec<Item>, InputError>> {
+            chunk
+                .iter()
+                .map(|&(line, doc)| parse_document(Loc { file, line }, doc))
+                .collect()
+        };
+        // Results come back in document order, so the first error reported is
+        // the first in the file, as it would be without threads.
+        let results: Vec<Result<Vec<Item>, InputError>> = if docs.len() < 64 {
+            parse(&docs)
+        } else {
+            let chunk = docs.len().div_ceil(PARSE_THREADS);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = docs
+                    .chunks(chunk)
+                    .map(|c| scope.spawn(move || parse(c)))
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("parser thread"))
+                    .collect()
+            })
+        };
+        for (result, &(line, _)) in results.into_iter().zip(&docs) {
+            for item in result? {
+                self.add(item, Loc { file, line })?;
+            }
         }
         Ok(())
     }
 
-    fn value(&mut self, value: Value, at: Loc) -> Result<(), InputError> {
-        let err = |m: String| at.err(m);
-        if value.is_null() {
-            return Ok(());
-        }
-        let str_field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
-        let (Some(api_version), Some(kind)) = (str_field("apiVersion"), str_field("kind")) else {
-            return Err(err(
-                "not a Kubernetes object: apiVersion and kind are required".into(),
-            ));
-        };
-        if kind == "List" || kind.ends_with("List") && api_version == "v1" {
-            let Some(items) = value.get("items").and_then(Value::as_sequence).cloned() else {
-                return Err(err(format!("{kind} without items")));
-            };
-            for item in items {
-                self.value(item, at)?;
-            }
-            return Ok(());
-        }
-        let group = api_version.split_once('/').map_or("", |(g, _)| g);
-        if group != GROUP {
-            let name = value
-                .get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(Value::as_str)
-                .unwrap_or("?");
-            self.out
-                .skipped
-                .push(format!("{api_version} {kind}/{name}"));
-            return Ok(());
-        }
-        if api_version != API_VERSION {
-            return Err(err(format!(
-                "unsupported apiVersion {api_version} (this build reads {API_VERSION})"
-            )));
-        }
-        let k =
-            Kind::from_kind(&kind).ok_or_else(|| err(format!("unknown kind {kind} in {GROUP}")))?;
-        match k {
-            Kind::AddressSpace => {
-                let x: AddressSpace = typed(value, k, at)?;
-                let ns = self.register(k, &x.metadata, at)?;
+    fn add(&mut self, item: Item, at: Loc) -> Result<(), InputError> {
+        match item {
+            Item::AddressSpace(x) => {
+                let ns = self.register(Kind::AddressSpace, &x.metadata, at)?;
                 self.out
                     .namespaces
                     .entry(ns)
@@ -199,19 +195,16 @@ impl Reader {
                     .address_spaces
                     .push(x);
             }
-            Kind::RecipientPolicy => {
-                let x: RecipientPolicy = typed(value, k, at)?;
-                let ns = self.register(k, &x.metadata, at)?;
+            Item::RecipientPolicy(x) => {
+                let ns = self.register(Kind::RecipientPolicy, &x.metadata, at)?;
                 self.out.namespaces.entry(ns).or_default().policies.push(x);
             }
-            Kind::MailContact => {
-                let x: MailContact = typed(value, k, at)?;
-                let ns = self.register(k, &x.metadata, at)?;
+            Item::MailContact(x) => {
+                let ns = self.register(Kind::MailContact, &x.metadata, at)?;
                 self.out.namespaces.entry(ns).or_default().contacts.push(x);
             }
-            Kind::SmtpConnector => {
-                let x: SmtpConnector = typed(value, k, at)?;
-                let ns = self.register(k, &x.metadata, at)?;
+            Item::SmtpConnector(x) => {
+                let ns = self.register(Kind::SmtpConnector, &x.metadata, at)?;
                 self.out
                     .namespaces
                     .entry(ns)
@@ -219,6 +212,7 @@ impl Reader {
                     .connectors
                     .push(x);
             }
+            Item::Skipped(note) => self.out.skipped.push(note),
         }
         Ok(())
     }
@@ -239,6 +233,66 @@ impl Reader {
         self.seen.insert(key, at.to_string());
         Ok(ns)
     }
+}
+
+/// Parses one YAML document into the objects it holds.
+fn parse_document(at: Loc, doc: &str) -> Result<Vec<Item>, InputError> {
+    let value: Value = serde_yaml_ng::from_str(doc).map_err(|e| {
+        let line = e.location().map_or(at.line, |l| at.line + l.line() - 1);
+        Loc {
+            file: at.file,
+            line,
+        }
+        .err(format!("invalid YAML: {e}"))
+    })?;
+    let mut items = Vec::new();
+    objects(value, at, &mut items)?;
+    Ok(items)
+}
+
+fn objects(value: Value, at: Loc, items: &mut Vec<Item>) -> Result<(), InputError> {
+    let err = |m: String| at.err(m);
+    if value.is_null() {
+        return Ok(());
+    }
+    let str_field = |k: &str| value.get(k).and_then(Value::as_str).map(str::to_owned);
+    let (Some(api_version), Some(kind)) = (str_field("apiVersion"), str_field("kind")) else {
+        return Err(err(
+            "not a Kubernetes object: apiVersion and kind are required".into(),
+        ));
+    };
+    if kind == "List" || kind.ends_with("List") && api_version == "v1" {
+        let Some(list) = value.get("items").and_then(Value::as_sequence).cloned() else {
+            return Err(err(format!("{kind} without items")));
+        };
+        for item in list {
+            objects(item, at, items)?;
+        }
+        return Ok(());
+    }
+    let group = api_version.split_once('/').map_or("", |(g, _)| g);
+    if group != GROUP {
+        let name = value
+            .get("metadata")
+            .and_then(|m| m.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("?");
+        items.push(Item::Skipped(format!("{api_version} {kind}/{name}")));
+        return Ok(());
+    }
+    if api_version != API_VERSION {
+        return Err(err(format!(
+            "unsupported apiVersion {api_version} (this build reads {API_VERSION})"
+        )));
+    }
+    let k = Kind::from_kind(&kind).ok_or_else(|| err(format!("unknown kind {kind} in {GROUP}")))?;
+    items.push(match k {
+        Kind::AddressSpace => Item::AddressSpace(typed(value, k, at)?),
+        Kind::RecipientPolicy => Item::RecipientPolicy(typed(value, k, at)?),
+        Kind::MailContact => Item::MailContact(typed(value, k, at)?),
+        Kind::SmtpConnector => Item::SmtpConnector(typed(value, k, at)?),
+    });
+    Ok(())
 }
 
 fn is_dns_subdomain(name: &str) -> bool {

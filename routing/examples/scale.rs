@@ -60,10 +60,10 @@ fn write_yaml(objects: &routing::Objects, dir: &std::path::Path) {
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(dir.join("organisation.yaml")).expect("create file"),
     );
+    // Block-style YAML, as people and `kubectl get -o yaml` write it.
     let mut doc = |v: serde_json::Value| {
         writeln!(out, "---").unwrap();
-        // JSON is YAML; one line per object keeps the file small and plain.
-        writeln!(out, "{v}").unwrap();
+        write!(out, "{}", to_yaml(&v, 0)).unwrap();
     };
     for s in &objects.address_spaces {
         doc(serde_json::to_value(s).unwrap());
@@ -76,5 +76,47 @@ fn write_yaml(objects: &routing::Objects, dir: &std::path::Path) {
     }
     for c in &objects.contacts {
         doc(serde_json::to_value(c).unwrap());
+    }
+}
+
+/// A small block-style YAML writer for the scale input (strings quoted).
+fn to_yaml(v: &serde_json::Value, indent: usize) -> String {
+    use serde_json::Value;
+    let pad = " ".repeat(indent);
+    let mut out = String::new();
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::Object(o) if !o.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(v, indent + 2)))
+                    }
+                    Value::Array(a) if !a.is_empty() => {
+                        out.push_str(&format!("{pad}{k}:\n{}", to_yaml(v, indent + 2)))
+                    }
+                    _ => out.push_str(&format!("{pad}{k}: {}\n", scalar(v))),
+                }
+            }
+        }
+        Value::Array(a) => {
+            for item in a {
+                let inner = to_yaml(item, indent + 2);
+                let inner = inner.trim_start();
+                out.push_str(&format!("{pad}- {inner}"));
+                if !matches!(item, Value::Object(_) | Value::Array(_)) {
+                    out.push('\n');
+                }
+            }
+        }
+        other => out.push_str(&format!("{pad}{}\n", scalar(other))),
+    }
+    out
+}
+
+fn scalar(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Object(_) => "{}".into(),
+        serde_json::Value::Array(_) => "[]".into(),
+        other => other.to_string(),
     }
 }
