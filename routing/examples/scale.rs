@@ -1,8 +1,8 @@
 //! One-shot scale run: `cargo run --release -p routing --example scale -- N [--yaml DIR]`.
-//! Compiles, analyses and encodes an organisation of N contacts (100
-//! policies, 1,000 connectors) once and prints the phases' times and the
-//! table's size; run it under `/usr/bin/time -v` for peak memory. With
-//! `--yaml DIR` it writes the same objects as manifests instead, for timing
+//! Compiles, analyses, encodes and loads an organisation of N contacts (100
+//! policies, 1,000 connectors) once, from a cold start, and prints the
+//! phases' times, the table's size and the memory used. With `--yaml DIR`
+//! it writes the same objects as block-style manifests instead, for timing
 //! `mailroute compile`.
 
 use routing::fixtures::organisation;
@@ -10,6 +10,7 @@ use routing::table::{encode, load};
 use routing::{CompileOptions, RoutingTable, compile};
 use std::time::Instant;
 
+// As in the shipped binaries.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -17,20 +18,22 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let objects = organisation(n, 100, 1000);
+    let objects_rss = memory_kib("VmRSS");
     if let Some(i) = args.iter().position(|a| a == "--yaml") {
         let dir = std::path::Path::new(&args[i + 1]);
         write_yaml(&objects, dir);
         return;
     }
-    // The first run pays for fresh memory (page faults); report the steady state too.
+    // The first run pays for fresh memory (page faults); the second is the
+    // steady state of an operator that recompiles.
     let t = Instant::now();
     drop(compile(&objects, &CompileOptions::default()));
     let t_first = t.elapsed();
     let t = Instant::now();
     let compiled = compile(&objects, &CompileOptions::default());
     let t_compile = t.elapsed();
-    eprintln!(
-        "first compile+analyse: {:.0}ms",
+    println!(
+        "first (cold) compile+analyse={:.0}ms",
         t_first.as_secs_f64() * 1e3
     );
     let t = Instant::now();
@@ -52,6 +55,24 @@ fn main() {
         encoded.manifest.counts.address_shards,
         routing.table().addresses.len(),
     );
+    let peak = memory_kib("VmHWM");
+    println!(
+        "memory: input objects {} MiB, peak {} MiB (compile, encode and load add {} MiB)",
+        objects_rss / 1024,
+        peak / 1024,
+        peak.saturating_sub(objects_rss) / 1024
+    );
+}
+
+/// A line of /proc/self/status, in KiB (0 where there is no /proc).
+fn memory_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn write_yaml(objects: &routing::Objects, dir: &std::path::Path) {
