@@ -5,8 +5,8 @@
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use routing::fixtures::organisation;
-use routing::table::{encode, load};
-use routing::{CompileOptions, RoutingTable, compile};
+use routing::table::{encode, load_routing};
+use routing::{CompileOptions, compile};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -56,10 +56,7 @@ fn bench(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("load", n), |b| {
             b.iter_batched(
                 || (),
-                |()| {
-                    let (_, table) = load(|k| encoded.files.get(k).map(Vec::as_slice)).unwrap();
-                    RoutingTable::new(table)
-                },
+                |()| load_routing(|k| encoded.files.get(k).map(Vec::as_slice)).unwrap(),
                 BatchSize::PerIteration,
             )
         });

@@ -6,8 +6,8 @@
 //! `mailroute compile`.
 
 use routing::fixtures::organisation;
-use routing::table::{encode, load};
-use routing::{CompileOptions, RoutingTable, compile};
+use routing::table::{encode, load_routing};
+use routing::{CompileOptions, compile};
 use std::time::Instant;
 
 // As in the shipped binaries.
@@ -41,8 +41,7 @@ fn main() {
     let t_encode = t.elapsed();
     drop(compiled);
     let t = Instant::now();
-    let (_, table) = load(|k| encoded.files.get(k).map(Vec::as_slice)).expect("loads");
-    let routing = RoutingTable::new(table);
+    let (_, routing) = load_routing(|k| encoded.files.get(k).map(Vec::as_slice)).expect("loads");
     let t_load = t.elapsed();
     let bytes = encoded.total_bytes();
     println!(

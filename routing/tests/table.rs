@@ -171,3 +171,32 @@ fn load_errors_name_the_file() {
         format!("{key}: SHA-256 differs from the manifest's (half-updated or damaged)")
     );
 }
+
+#[test]
+fn a_table_holding_an_address_twice_is_refused() {
+    let mut t = table_of(10);
+    let mut twin = t.addresses[0].clone();
+    twin.contact = "someone-else".into();
+    t.addresses.push(twin);
+    let e = encode(&t);
+    let expected = format!("manifest.json: address {} appears twice", t.addresses[0].address);
+    assert_eq!(load_files(&e.files).unwrap_err().to_string(), expected);
+    let err = routing::table::load_routing(|k| e.files.get(k).map(Vec::as_slice)).unwrap_err();
+    assert_eq!(err.to_string(), expected);
+}
+
+#[test]
+fn load_routing_resolves_like_the_compiled_table() {
+    let o = organisation(500, 10, 20);
+    let compiled = compile(&o, &CompileOptions::default());
+    let e = encode(compiled.table());
+    let (_, loaded) = routing::table::load_routing(|k| e.files.get(k).map(Vec::as_slice)).unwrap();
+    for r in ["u7@example.com", "Given8.Surname8@example.com", "g9surname9@example.net", "nobody@example.com", "x@elsewhere.org"] {
+        for relay in [false, true] {
+            let a = compiled.routing.resolve(r, relay);
+            let b = loaded.resolve(r, relay);
+            // Connector positions agree because connectors are sorted by name in both.
+            assert_eq!(a, b, "{r}");
+        }
+    }
+}

@@ -52,6 +52,27 @@ impl RoutingTable {
         RoutingTable::with_address_index(table, addresses, hasher)
     }
 
+    /// Like [`RoutingTable::new`] for a table from outside (a loaded one):
+    /// fails with the first address that appears twice.
+    pub fn try_new(table: Table) -> Result<RoutingTable, String> {
+        let hasher = DefaultHashBuilder::default();
+        let mut addresses: HashTable<u32> = HashTable::with_capacity(table.addresses.len());
+        let list = &table.addresses;
+        for (i, a) in list.iter().enumerate() {
+            let hash = hasher.hash_one(a.address.as_str());
+            if addresses
+                .find(hash, |&j| list[j as usize].address == a.address)
+                .is_some()
+            {
+                return Err(a.address.clone());
+            }
+            addresses.insert_unique(hash, i as u32, |&j| {
+                hasher.hash_one(list[j as usize].address.as_str())
+            });
+        }
+        Ok(RoutingTable::with_address_index(table, addresses, hasher))
+    }
+
     /// A table whose address index the compiler already built (positions in
     /// `table.addresses`, hashed with `hasher`).
     pub(crate) fn with_address_index(

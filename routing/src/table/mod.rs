@@ -11,7 +11,7 @@ mod shard;
 pub use index::{ConnectorChoice, RoutingTable};
 pub use shard::{
     EncodedTable, LoadError, MANIFEST_KEY, Manifest, ManifestCounts, ManifestShard, SCHEMA,
-    SHARD_LIMIT, encode, load,
+    SHARD_LIMIT, encode, load, load_routing,
 };
 
 use crate::address::{DomainError, normalize_domain};

@@ -12,7 +12,9 @@
 //! `binaryData`.
 
 use super::codec::{DecodeError, Reader, Writer};
-use super::{AddressRoute, ConnectorRoute, SmartHost, SpaceAction, SpaceRoute, Table};
+use super::{
+    AddressRoute, ConnectorRoute, RoutingTable, SmartHost, SpaceAction, SpaceRoute, Table,
+};
 use crate::crd::TlsMode;
 use crate::pattern::DomainPattern;
 use serde::{Deserialize, Serialize};
@@ -306,6 +308,35 @@ impl std::error::Error for LoadError {}
 /// hash, and every shard must decode and hold only what belongs in it.
 /// `get` returns a file's bytes by key.
 pub fn load<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Table), LoadError> {
+    let (manifest, table) = decode(get)?;
+    let mut seen = hashbrown::HashSet::with_capacity(table.addresses.len());
+    if let Some(dup) = table
+        .addresses
+        .iter()
+        .find(|a| !seen.insert(a.address.as_str()))
+    {
+        return Err(duplicate(&dup.address));
+    }
+    drop(seen);
+    Ok((manifest, table))
+}
+
+/// [`load`], indexed for resolution: the duplicate check and the index are
+/// one pass, which is what a relay reloading a large table wants.
+pub fn load_routing<'f>(
+    get: impl Fn(&str) -> Option<&'f [u8]>,
+) -> Result<(Manifest, RoutingTable), LoadError> {
+    let (manifest, table) = decode(get)?;
+    let routing = RoutingTable::try_new(table).map_err(|address| duplicate(&address))?;
+    Ok((manifest, routing))
+}
+
+fn duplicate(address: &str) -> LoadError {
+    LoadError::Manifest(format!("address {address} appears twice"))
+}
+
+/// Reads and verifies the files, without checking for duplicate addresses.
+fn decode<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Table), LoadError> {
     let raw = get(MANIFEST_KEY).ok_or_else(|| LoadError::MissingFile(MANIFEST_KEY.into()))?;
     let manifest: Manifest =
         serde_json::from_slice(raw).map_err(|e| LoadError::Manifest(e.to_string()))?;
@@ -363,18 +394,6 @@ pub fn load<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Tab
         };
         decoded.map_err(|e| shard_err(e.0))?;
     }
-    let mut seen = hashbrown::HashSet::with_capacity(table.addresses.len());
-    if let Some(dup) = table
-        .addresses
-        .iter()
-        .find(|a| !seen.insert(a.address.as_str()))
-    {
-        return Err(LoadError::Manifest(format!(
-            "address {} appears twice",
-            dup.address
-        )));
-    }
-    drop(seen);
     let counts = &manifest.counts;
     if counts.address_spaces != table.spaces.len() as u64
         || counts.connectors != table.connectors.len() as u64
