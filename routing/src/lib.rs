@@ -1,12 +1,14 @@
 //! mailroute's routing core: every routing decision as a pure function.
 //!
-//! Data flow: [`crd`] objects → [`compile`] (with [`analyse`]) → [`table`]
+//! Data flow: [`crd`] objects → [`compile`] (validate, claim, policies; then
+//! the analyser: loops and authority) → [`report`] (conditions) → [`table`]
 //! (encode / load) → [`resolve`]. No I/O, no async, no clock.
 
 pub mod address;
 mod analyse;
 pub mod compile;
 pub mod crd;
+pub mod fixtures;
 pub mod pattern;
 pub mod report;
 pub mod resolve;
@@ -18,4 +20,3 @@ pub use compile::{CompileOptions, Compiled, Objects, compile};
 pub use report::{ConditionSummary, ObjectReport, Problem, Reason};
 pub use resolve::{Decision, Reply, ReplyReason};
 pub use table::{RoutingTable, Table};
-pub mod fixtures;
