@@ -179,7 +179,10 @@ fn a_table_holding_an_address_twice_is_refused() {
     twin.contact = "someone-else".into();
     t.addresses.push(twin);
     let e = encode(&t);
-    let expected = format!("manifest.json: address {} appears twice", t.addresses[0].address);
+    let expected = format!(
+        "manifest.json: address {} appears twice",
+        t.addresses[0].address
+    );
     assert_eq!(load_files(&e.files).unwrap_err().to_string(), expected);
     let err = routing::table::load_routing(|k| e.files.get(k).map(Vec::as_slice)).unwrap_err();
     assert_eq!(err.to_string(), expected);
@@ -191,7 +194,13 @@ fn load_routing_resolves_like_the_compiled_table() {
     let compiled = compile(&o, &CompileOptions::default());
     let e = encode(compiled.table());
     let (_, loaded) = routing::table::load_routing(|k| e.files.get(k).map(Vec::as_slice)).unwrap();
-    for r in ["u7@example.com", "Given8.Surname8@example.com", "g9surname9@example.net", "nobody@example.com", "x@elsewhere.org"] {
+    for r in [
+        "u7@example.com",
+        "Given8.Surname8@example.com",
+        "g9surname9@example.net",
+        "nobody@example.com",
+        "x@elsewhere.org",
+    ] {
         for relay in [false, true] {
             let a = compiled.routing.resolve(r, relay);
             let b = loaded.resolve(r, relay);
