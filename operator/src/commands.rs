@@ -1,8 +1,8 @@
 //! The commands: read manifests, call the routing core, print.
 
-use crate::manifests::{self, display_ns};
 use crate::{Format, Input};
 use anyhow::{Context, Result};
+use manifests::display_ns;
 use routing::table::{MANIFEST_KEY, encode};
 use routing::{CompileOptions, Compiled, Decision, ObjectReport};
 use serde_json::json;

@@ -3,7 +3,6 @@
 //! 2 unreadable or invalid input.
 
 mod commands;
-mod manifests;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;

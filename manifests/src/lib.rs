@@ -1,4 +1,5 @@
-//! Reading manifests from files and directories: multi-document YAML,
+//! Reading mailroute manifests from files and directories (for `mailroute`
+//! and `mailroute-relay --manifests`): multi-document YAML,
 //! `kind: List`, the four mailroute kinds; every error names the file and,
 //! where known, the line.
 
