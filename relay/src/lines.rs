@@ -51,7 +51,10 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
     /// The next line, at most `max` bytes with its CRLF; `None` at end of stream.
     pub async fn next_line(&mut self, max: usize) -> io::Result<Option<Line<'_>>> {
         loop {
-            if let Some(pos) = self.buf[self.start..self.end].iter().position(|&b| b == b'\n') {
+            if let Some(pos) = self.buf[self.start..self.end]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
                 let line_start = self.start;
                 let line_end = self.start + pos + 1;
                 self.start = line_end;
@@ -61,8 +64,14 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
                 let line = &self.buf[line_start..line_end];
                 let body = &line[..line.len() - 1];
                 let strict = body.last() == Some(&b'\r')
-                    && !body[..body.len() - 1].iter().any(|&b| b == b'\r' || b == b'\n');
-                return Ok(Some(if strict { Line::Ok(line) } else { Line::BareNewline }));
+                    && !body[..body.len() - 1]
+                        .iter()
+                        .any(|&b| b == b'\r' || b == b'\n');
+                return Ok(Some(if strict {
+                    Line::Ok(line)
+                } else {
+                    Line::BareNewline
+                }));
             }
             if self.end - self.start > max {
                 // No line break within the limit: drop what we have and keep
@@ -107,9 +116,15 @@ mod tests {
 
     #[tokio::test]
     async fn strict_crlf() {
-        assert_eq!(lines(b"HELO a\r\nNOOP\r\n", 100).await, ["HELO a\r\n", "NOOP\r\n"]);
+        assert_eq!(
+            lines(b"HELO a\r\nNOOP\r\n", 100).await,
+            ["HELO a\r\n", "NOOP\r\n"]
+        );
         assert_eq!(lines(b"HELO a\nNOOP\r\n", 100).await, ["BARE", "NOOP\r\n"]);
-        assert_eq!(lines(b"a\rb\r\n.\n\r\n", 100).await, ["BARE", "BARE", "\r\n"]);
+        assert_eq!(
+            lines(b"a\rb\r\n.\n\r\n", 100).await,
+            ["BARE", "BARE", "\r\n"]
+        );
         assert_eq!(lines(b"partial", 100).await, Vec::<String>::new());
     }
 

@@ -1,1 +1,131 @@
-fn main() {}
+//! `mailroute-relay --listen ADDR:PORT --metrics-listen ADDR:PORT --hostname NAME
+//! --relay-networks CIDR[,CIDR…] (--table DIR | --manifests PATH…)`; every
+//! option can also come from an environment variable `MAILROUTE_…`.
+
+use clap::Parser;
+use relay::table::{Source, Tables};
+use relay::{Config, Shared, downstream::Timeouts, health, networks, server, table};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "mailroute-relay",
+    version,
+    about = "SMTP relay that routes every recipient by the mailroute table"
+)]
+struct Options {
+    /// SMTP listen address.
+    #[arg(long, env = "MAILROUTE_LISTEN", default_value = "0.0.0.0:25")]
+    listen: SocketAddr,
+    /// HTTP listen address for /healthz and /readyz.
+    #[arg(long, env = "MAILROUTE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+    metrics_listen: SocketAddr,
+    /// Our host name: greeting, EHLO to next hops, Received headers.
+    #[arg(long, env = "MAILROUTE_HOSTNAME")]
+    hostname: String,
+    /// Clients that may relay to any domain.
+    #[arg(
+        long,
+        env = "MAILROUTE_RELAY_NETWORKS",
+        default_value = "127.0.0.0/8,::1"
+    )]
+    relay_networks: String,
+    /// Directory holding the table (a mounted ConfigMap or `mailroute compile -o`).
+    #[arg(
+        long,
+        env = "MAILROUTE_TABLE",
+        conflicts_with = "manifests",
+        required_unless_present = "manifests"
+    )]
+    table: Option<PathBuf>,
+    /// Compile these manifests in-process instead (repeatable).
+    #[arg(long, env = "MAILROUTE_MANIFESTS", value_delimiter = ',')]
+    manifests: Vec<PathBuf>,
+    /// Our own addresses, for ForwardsToSelf when compiling --manifests.
+    #[arg(long = "self", env = "MAILROUTE_SELF", value_delimiter = ',')]
+    self_addresses: Vec<String>,
+    /// Refuse (554 5.4.6) a message with more Received headers than this.
+    #[arg(long, env = "MAILROUTE_HOP_LIMIT", default_value_t = 50)]
+    hop_limit: usize,
+    #[arg(long, env = "MAILROUTE_MAX_RECIPIENTS", default_value_t = 100)]
+    max_recipients: usize,
+    /// Bytes.
+    #[arg(long, env = "MAILROUTE_MAX_MESSAGE_SIZE", default_value_t = 25 * 1024 * 1024)]
+    max_message_size: usize,
+    /// Longest message line in bytes, CRLF included.
+    #[arg(long, env = "MAILROUTE_MAX_LINE_LENGTH", default_value_t = 8192)]
+    max_line_length: usize,
+    #[arg(
+        long,
+        env = "MAILROUTE_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 50
+    )]
+    max_connections_per_client: usize,
+    /// Seconds to wait for a command (RFC 5321 §4.5.3.2: 5 minutes).
+    #[arg(long, env = "MAILROUTE_COMMAND_TIMEOUT", default_value_t = 300)]
+    command_timeout: u64,
+    /// Seconds to wait for each block of message data (3 minutes).
+    #[arg(long, env = "MAILROUTE_DATA_TIMEOUT", default_value_t = 180)]
+    data_timeout: u64,
+    /// Seconds to connect to a next hop.
+    #[arg(long, env = "MAILROUTE_CONNECT_TIMEOUT", default_value_t = 30)]
+    connect_timeout: u64,
+    /// Milliseconds between looks at --table for a new version.
+    #[arg(long, env = "MAILROUTE_RELOAD_INTERVAL_MS", default_value_t = 250)]
+    reload_interval_ms: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let o = Options::parse();
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("MAILROUTE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let relay_networks = networks::parse_list(&o.relay_networks)
+        .map_err(|e| anyhow::anyhow!("--relay-networks: {e}"))?;
+    let config = Config {
+        hostname: o.hostname,
+        relay_networks,
+        hop_limit: o.hop_limit,
+        max_recipients: o.max_recipients,
+        max_message_size: o.max_message_size,
+        max_line_length: o.max_line_length,
+        max_connections_per_client: o.max_connections_per_client,
+        command_timeout: Duration::from_secs(o.command_timeout),
+        data_timeout: Duration::from_secs(o.data_timeout),
+        downstream: Timeouts {
+            connect: Duration::from_secs(o.connect_timeout),
+            ..Timeouts::default()
+        },
+        ..Config::default()
+    };
+    let source = match o.table {
+        Some(dir) => Source::Dir(dir),
+        None => Source::Manifests(o.manifests),
+    };
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+        let tables = Arc::new(Tables::default());
+        let smtp = tokio::net::TcpListener::bind(o.listen).await.map_err(|e| anyhow::anyhow!("--listen {}: {e}", o.listen))?;
+        let http = tokio::net::TcpListener::bind(o.metrics_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", o.metrics_listen))?;
+        tracing::info!(listen = %o.listen, metrics = %o.metrics_listen, "mailroute-relay started");
+        tokio::spawn(table::run(source, o.self_addresses, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
+        tokio::spawn(health::serve(http, tables.clone()));
+        let shared = Shared::new(config, tables);
+        tokio::select! {
+            _ = server::serve(smtp, shared) => {}
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        }
+        Ok(())
+    })
+}

@@ -17,7 +17,10 @@ impl FromStr for Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = addr.trim().parse().map_err(|_| format!("{s:?}: not an IP address"))?;
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?}: not an IP address"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
@@ -38,8 +41,12 @@ impl Cidr {
             v4 => v4,
         };
         match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => masked(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32),
-            (IpAddr::V6(net), IpAddr::V6(ip)) => masked(u128::from(net), u128::from(ip), self.prefix, 128),
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), u128::from(ip), self.prefix, 128)
+            }
             _ => false,
         }
     }
@@ -55,7 +62,11 @@ fn masked(net: u128, ip: u128, prefix: u8, bits: u32) -> bool {
 
 /// Parses `CIDR[,CIDR…]`.
 pub fn parse_list(s: &str) -> Result<Vec<Cidr>, String> {
-    s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::parse).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::parse)
+        .collect()
 }
 
 #[cfg(test)]

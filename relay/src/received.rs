@@ -38,12 +38,17 @@ pub fn is_received(line: &[u8]) -> bool {
 
 /// `Sat, 21 Nov 2026 09:24:15 +0000`.
 pub fn rfc5322_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86_400) as i64;
     let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
     let (year, month, day) = civil_from_days(days);
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     format!(
         "{}, {day} {} {year} {h:02}:{m:02}:{s:02} +0000",
         WEEKDAYS[(days.rem_euclid(7)) as usize],
@@ -74,8 +79,14 @@ mod tests {
     fn dates() {
         let at = |s| UNIX_EPOCH + Duration::from_secs(s);
         assert_eq!(rfc5322_date(at(0)), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(rfc5322_date(at(1_795_253_055)), "Sat, 21 Nov 2026 09:24:15 +0000");
-        assert_eq!(rfc5322_date(at(951_782_400)), "Tue, 29 Feb 2000 00:00:00 +0000");
+        assert_eq!(
+            rfc5322_date(at(1_795_253_055)),
+            "Sat, 21 Nov 2026 09:24:15 +0000"
+        );
+        assert_eq!(
+            rfc5322_date(at(951_782_400)),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
     }
 
     #[test]

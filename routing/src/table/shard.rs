@@ -63,6 +63,12 @@ pub struct ManifestShard {
     pub bytes: u64,
 }
 
+impl Manifest {
+    pub fn from_json(bytes: &[u8]) -> Result<Manifest, String> {
+        serde_json::from_slice(bytes).map_err(|e| e.to_string())
+    }
+}
+
 /// The files of a published table, keyed as ConfigMap keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EncodedTable {
@@ -338,8 +344,7 @@ fn duplicate(address: &str) -> LoadError {
 /// Reads and verifies the files, without checking for duplicate addresses.
 fn decode<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Table), LoadError> {
     let raw = get(MANIFEST_KEY).ok_or_else(|| LoadError::MissingFile(MANIFEST_KEY.into()))?;
-    let manifest: Manifest =
-        serde_json::from_slice(raw).map_err(|e| LoadError::Manifest(e.to_string()))?;
+    let manifest = Manifest::from_json(raw).map_err(LoadError::Manifest)?;
     if manifest.schema != SCHEMA {
         return Err(LoadError::Schema(manifest.schema));
     }

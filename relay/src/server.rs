@@ -1,0 +1,68 @@
+//! Accepting connections: per-client connection limit, one task per session.
+
+use crate::reply::{reply, to_bytes};
+use crate::{Shared, session};
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+
+/// Counts a client's connections while it is held.
+struct ClientSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl ClientSlot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr) -> Option<ClientSlot> {
+        let mut clients = shared.clients.lock().expect("client table lock");
+        let n = clients.entry(ip).or_default();
+        if *n >= shared.config.max_connections_per_client {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot {
+            shared: shared.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut clients = self.shared.clients.lock().expect("client table lock");
+        if let Some(n) = clients.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                clients.remove(&self.ip);
+            }
+        }
+    }
+}
+
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    loop {
+        let (mut stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let Some(_slot) = ClientSlot::take(&shared, peer.ip()) else {
+                let r = reply(
+                    421,
+                    "4.7.0",
+                    "Too many connections from your address; try again later",
+                );
+                let _ = stream.write_all(&to_bytes(&r)).await;
+                return;
+            };
+            session::run(stream, peer.ip(), shared).await;
+        });
+    }
+}

@@ -1,0 +1,397 @@
+//! One SMTP session (RFC 5321): commands parsed with smtp-proto after the
+//! strict line check, a transaction at a time, each recipient resolved with
+//! the routing core on the table the transaction started with, and
+//! forwarded cut-through to one next hop.
+
+use crate::Shared;
+use crate::data::{self, DataLimits, DataOutcome};
+use crate::downstream::{MailParams, NextHop};
+use crate::lines::{Line, LineReader};
+use crate::received::Trace;
+use crate::reply::{Reply, from_routing, reply};
+use crate::table::Loaded;
+use routing::Decision;
+use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+
+/// The longest command line we read (RFC 5321 says 512; extensions need more).
+const MAX_COMMAND_LINE: usize = 2048;
+
+struct Transaction {
+    table: Arc<Loaded>,
+    from: String,
+    params: MailParams,
+    hop: Option<NextHop>,
+    /// Why the next hop can no longer take this transaction's message.
+    broken: Option<Reply>,
+    recipients: Vec<String>,
+}
+
+struct Session<S> {
+    io: LineReader<S>,
+    shared: Arc<Shared>,
+    peer: IpAddr,
+    may_relay: bool,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Option<Transaction>,
+    errors: usize,
+    out: Vec<u8>,
+    id: String,
+}
+
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: IpAddr, shared: Arc<Shared>) {
+    let may_relay = shared
+        .config
+        .relay_networks
+        .iter()
+        .any(|n| n.contains(peer));
+    let id = format!("{:x}", shared.next_session.fetch_add(1, Ordering::Relaxed));
+    let mut s = Session {
+        io: LineReader::new(stream),
+        shared,
+        peer,
+        may_relay,
+        helo: None,
+        esmtp: false,
+        tx: None,
+        errors: 0,
+        out: Vec::with_capacity(512),
+        id,
+    };
+    // The greeting and 354 carry no enhanced code (RFC 2034 §3).
+    let greeting = format!("220 {} ESMTP mailroute-relay\r\n", s.shared.config.hostname);
+    s.out.extend_from_slice(greeting.as_bytes());
+    if s.flush().await.is_err() {
+        return;
+    }
+    s.serve().await;
+    s.end_transaction().await;
+}
+
+enum Next {
+    Continue,
+    Close,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let out = std::mem::take(&mut self.out);
+        let r = self.io.get_mut().write_all(&out).await;
+        self.out = out;
+        self.out.clear();
+        r?;
+        self.io.get_mut().flush().await
+    }
+
+    fn say(&mut self, r: &Reply) {
+        let _ = r.write(&mut self.out);
+    }
+
+    async fn serve(&mut self) {
+        let timeout = self.shared.config.command_timeout;
+        loop {
+            let next =
+                match tokio::time::timeout(timeout, self.io.next_line(MAX_COMMAND_LINE)).await {
+                    Err(_) => {
+                        self.say(&reply(
+                            421,
+                            "4.4.2",
+                            format!("{} Timeout exceeded, closing", self.shared.config.hostname),
+                        ));
+                        Next::Close
+                    }
+                    Ok(Err(_)) | Ok(Ok(None)) => return,
+                    Ok(Ok(Some(Line::BareNewline))) => {
+                        // As Postfix does: a client that sends bare line feeds is
+                        // either broken or probing for smuggling; either way, stop.
+                        self.say(&reply(
+                            521,
+                            "5.5.2",
+                            "Bare CR or LF in command line; closing",
+                        ));
+                        Next::Close
+                    }
+                    Ok(Ok(Some(Line::TooLong))) => {
+                        self.say(&reply(500, "5.5.2", "Command line too long"));
+                        self.error()
+                    }
+                    Ok(Ok(Some(Line::Ok(line)))) => {
+                        let line = line.to_vec();
+                        self.command(&line).await
+                    }
+                };
+            // Pipelined commands are answered together; flush when the
+            // client waits for us.
+            let waiting = matches!(next, Next::Close) || !self.io.has_buffered();
+            if waiting && self.flush().await.is_err() {
+                return;
+            }
+            if matches!(next, Next::Close) {
+                return;
+            }
+        }
+    }
+
+    fn error(&mut self) -> Next {
+        self.errors += 1;
+        if self.errors >= self.shared.config.max_errors {
+            self.say(&reply(421, "4.7.0", "Too many errors; closing"));
+            return Next::Close;
+        }
+        Next::Continue
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Next {
+        let request = match Request::parse(&mut line.iter()) {
+            Ok(r) => r.into_owned(),
+            Err(e) => {
+                let r = match e {
+                    ParseError::UnknownCommand => reply(500, "5.5.1", "Command unrecognized"),
+                    ParseError::SyntaxError { syntax } => {
+                        reply(501, "5.5.4", format!("Syntax: {syntax}"))
+                    }
+                    ParseError::InvalidSenderAddress => {
+                        reply(501, "5.1.7", "Bad sender address syntax")
+                    }
+                    ParseError::InvalidRecipientAddress => {
+                        reply(501, "5.1.3", "Bad recipient address syntax")
+                    }
+                    ParseError::InvalidParameter { param } => {
+                        reply(501, "5.5.4", format!("Invalid parameter {param}"))
+                    }
+                    ParseError::UnsupportedParameter { param } => {
+                        reply(555, "5.5.4", format!("Unsupported parameter {param}"))
+                    }
+                    _ => reply(500, "5.5.2", "Syntax error"),
+                };
+                self.say(&r);
+                return self.error();
+            }
+        };
+        match request {
+            Request::Ehlo { host } => {
+                self.end_transaction().await;
+                self.helo = Some(host);
+                self.esmtp = true;
+                let ehlo = format!(
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+                    self.shared.config.hostname, self.shared.config.max_message_size
+                );
+                self.out.extend_from_slice(ehlo.as_bytes());
+            }
+            Request::Helo { host } => {
+                self.end_transaction().await;
+                self.helo = Some(host);
+                self.esmtp = false;
+                let r = reply(250, "2.0.0", self.shared.config.hostname.clone());
+                self.say(&r);
+            }
+            Request::Mail { from } => {
+                let r = self.mail(from.address, from.size, from.flags);
+                self.say(&r);
+                if r.code >= 400 {
+                    return self.error();
+                }
+            }
+            Request::Rcpt { to } => {
+                let r = self.rcpt(&to.address).await;
+                self.say(&r);
+            }
+            Request::Data => return self.data().await,
+            Request::Rset => {
+                self.end_transaction().await;
+                self.say(&reply(250, "2.0.0", "Ok"));
+            }
+            Request::Noop { .. } => self.say(&reply(250, "2.0.0", "Ok")),
+            Request::Vrfy { .. } => self.say(&reply(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message and attempt delivery",
+            )),
+            Request::Help { .. } => self.say(&reply(214, "2.0.0", "mailroute-relay: see RFC 5321")),
+            Request::Quit => {
+                self.say(&reply(221, "2.0.0", "Bye"));
+                return Next::Close;
+            }
+            Request::StartTls => self.say(&reply(454, "4.7.0", "TLS not available")),
+            Request::Lhlo { .. } => {
+                self.say(&reply(500, "5.5.1", "This is not an LMTP server"));
+                return self.error();
+            }
+            _ => {
+                self.say(&reply(502, "5.5.1", "Command not implemented"));
+                return self.error();
+            }
+        }
+        Next::Continue
+    }
+
+    fn mail(&mut self, from: String, size: usize, flags: u64) -> Reply {
+        if self.helo.is_none() {
+            return reply(503, "5.5.1", "Send HELO or EHLO first");
+        }
+        if self.tx.is_some() {
+            return reply(503, "5.5.1", "Nested MAIL command");
+        }
+        if size > self.shared.config.max_message_size {
+            return reply(552, "5.3.4", "Message size exceeds fixed limit");
+        }
+        let Some(table) = self.shared.tables.current() else {
+            return reply(
+                451,
+                "4.3.0",
+                "Routing table not loaded yet; try again later",
+            );
+        };
+        self.tx = Some(Transaction {
+            table,
+            from,
+            params: MailParams {
+                size: (size > 0).then_some(size),
+                eight_bit: flags & MAIL_BODY_8BITMIME != 0,
+                smtputf8: flags & MAIL_SMTPUTF8 != 0,
+            },
+            hop: None,
+            broken: None,
+            recipients: Vec::new(),
+        });
+        reply(250, "2.1.0", "Ok")
+    }
+
+    async fn rcpt(&mut self, address: &str) -> Reply {
+        let config = &self.shared.config;
+        let Some(tx) = self.tx.as_mut() else {
+            return reply(503, "5.5.1", "Need MAIL before RCPT");
+        };
+        if tx.recipients.len() >= config.max_recipients {
+            return reply(452, "4.5.3", "Too many recipients");
+        }
+        let (recipient, connector) = match tx.table.routing.resolve(address, self.may_relay) {
+            Decision::Reply(r) => return from_routing(&r),
+            Decision::Forward {
+                recipient,
+                connector,
+            } => (recipient, connector),
+        };
+        if let Some(broken) = &tx.broken {
+            return broken.clone();
+        }
+        let route = tx.table.routing.connector(connector);
+        let too_big = matches!((route.max_message_size, tx.params.size), (Some(max), Some(size)) if size as u64 > max);
+        if too_big {
+            return reply(552, "5.3.4", "Message too big for this recipient's route");
+        }
+        match &tx.hop {
+            Some(hop) if hop.connector != connector => {
+                // One next hop per transaction: the sender retries this one
+                // in a transaction of its own (RFC 5321 §4.5.3.1.10).
+                return reply(
+                    452,
+                    "4.5.3",
+                    "Recipient routed to another next hop; try it in a new transaction",
+                );
+            }
+            Some(_) => {}
+            None => {
+                let mut hop =
+                    match NextHop::connect(connector, route, &config.hostname, &config.downstream)
+                        .await
+                    {
+                        Ok(h) => h,
+                        Err(r) => return r,
+                    };
+                if let Err(r) = hop.mail(&tx.from, &tx.params).await {
+                    hop.quit().await;
+                    return r;
+                }
+                tx.hop = Some(hop);
+            }
+        }
+        let hop = tx.hop.as_mut().expect("next hop set above");
+        match hop.rcpt(&recipient).await {
+            Ok(r) if r.is_positive_completion() => {
+                tx.recipients.push(recipient);
+                reply(250, "2.1.5", "Ok")
+            }
+            Ok(r) => r,
+            Err(r) => {
+                // The next hop is gone; the transaction cannot deliver.
+                tx.hop = None;
+                tx.broken = Some(r.clone());
+                r
+            }
+        }
+    }
+
+    async fn data(&mut self) -> Next {
+        let Some(mut tx) = self.tx.take() else {
+            self.say(&reply(503, "5.5.1", "Need MAIL before DATA"));
+            return self.error();
+        };
+        if tx.recipients.is_empty() {
+            if let Some(hop) = tx.hop.take() {
+                hop.quit().await;
+            }
+            self.say(&reply(554, "5.5.1", "No valid recipients"));
+            return Next::Continue;
+        }
+        if let Some(r) = tx.broken.take() {
+            self.say(&r);
+            return Next::Continue;
+        }
+        let Some(mut hop) = tx.hop.take() else {
+            self.say(&reply(451, "4.4.2", "Next hop lost; try again later"));
+            return Next::Continue;
+        };
+        if let Err(r) = hop.data().await {
+            hop.quit().await;
+            self.say(&r);
+            return Next::Continue;
+        }
+        self.out
+            .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+        if self.flush().await.is_err() {
+            return Next::Close;
+        }
+        let config = &self.shared.config;
+        let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str());
+        let header = Trace {
+            helo: self.helo.as_deref().unwrap_or("unknown"),
+            client: self.peer,
+            hostname: &config.hostname,
+            esmtp: self.esmtp,
+            id: &self.id,
+            recipient: single,
+        }
+        .header(SystemTime::now());
+        let limits = DataLimits {
+            max_message_size: config.max_message_size,
+            max_line: config.max_line_length,
+            hop_limit: config.hop_limit,
+            timeout: config.data_timeout,
+        };
+        match data::receive(&mut self.io, &mut hop, header, &limits).await {
+            DataOutcome::Reply(r) => {
+                if r.code == 250 {
+                    hop.quit().await;
+                }
+                // Anything else: drop the connection without the final dot,
+                // so the next hop discards what it got.
+                self.say(&r);
+                Next::Continue
+            }
+            DataOutcome::ClientLost => Next::Close,
+        }
+    }
+
+    async fn end_transaction(&mut self) {
+        if let Some(hop) = self.tx.take().and_then(|tx| tx.hop) {
+            hop.quit().await;
+        }
+    }
+}

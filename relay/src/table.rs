@@ -1,0 +1,177 @@
+//! Where the routing table comes from, and hot reload.
+//!
+//! `--table DIR` reads the files `mailroute compile` writes, or a mounted
+//! ConfigMap: there every key is a symlink into `..data`, which kubelet swaps
+//! atomically, so all files are read through the resolved `..data` target in
+//! one go and a half-updated mount is never mixed. The directory is polled;
+//! a changed table is verified in full (manifest, every shard's hash) and
+//! swapped in atomically; sessions keep the table they started with; an
+//! invalid table is refused, logged and counted, and the last good one stays.
+//! `--manifests PATH…` compiles CRD YAML in-process instead.
+
+use arc_swap::ArcSwapOption;
+use routing::RoutingTable;
+use routing::table::{MANIFEST_KEY, load_routing};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+/// A table ready for sessions.
+pub struct Loaded {
+    pub routing: RoutingTable,
+    /// The manifest's content hash.
+    pub version: String,
+}
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    Dir(PathBuf),
+    Manifests(Vec<PathBuf>),
+}
+
+/// The current table and what happened to the reloads.
+#[derive(Default)]
+pub struct Tables {
+    current: ArcSwapOption<Loaded>,
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Unix seconds of the last reload attempt, and whether it succeeded.
+    pub last_reload_unix: AtomicU64,
+    pub last_reload_ok: AtomicU64,
+}
+
+impl Tables {
+    pub fn current(&self) -> Option<Arc<Loaded>> {
+        self.current.load_full()
+    }
+
+    /// Installs a table directly (in-process use and tests).
+    pub fn set(&self, table: Loaded) {
+        self.current.store(Some(Arc::new(table)));
+    }
+
+    fn record(&self, result: &Result<Arc<Loaded>, String>) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.last_reload_unix.store(now, Ordering::Relaxed);
+        match result {
+            Ok(t) => {
+                self.current.store(Some(t.clone()));
+                self.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                self.last_reload_ok.store(1, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                self.last_reload_ok.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The files of a table directory, read through `..data` when there is one.
+fn read_dir_files(dir: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<u8>>), String> {
+    let data = dir.join("..data");
+    let base = match std::fs::read_link(&data) {
+        Ok(target) => dir.join(target),
+        Err(_) => dir.to_owned(),
+    };
+    let manifest = std::fs::read(base.join(MANIFEST_KEY))
+        .map_err(|e| format!("{}: {e}", base.join(MANIFEST_KEY).display()))?;
+    let parsed = routing::table::Manifest::from_json(&manifest)
+        .map_err(|e| format!("{}: {e}", base.join(MANIFEST_KEY).display()))?;
+    let mut files = BTreeMap::new();
+    for shard in &parsed.shards {
+        let path = base.join(&shard.key);
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        files.insert(shard.key.clone(), bytes);
+    }
+    files.insert(MANIFEST_KEY.to_owned(), manifest);
+    Ok((base, files))
+}
+
+/// Loads and verifies a table directory.
+pub fn load_dir(dir: &Path) -> Result<Loaded, String> {
+    let (base, files) = read_dir_files(dir)?;
+    let (manifest, routing) = load_routing(|k| files.get(k).map(Vec::as_slice))
+        .map_err(|e| format!("{}: {e}", base.display()))?;
+    Ok(Loaded {
+        routing,
+        version: manifest.version,
+    })
+}
+
+/// Compiles manifests in-process (one namespace).
+pub fn load_manifests(paths: &[PathBuf], self_addresses: &[String]) -> Result<Loaded, String> {
+    let (_, objects) = manifests::read(paths)
+        .map_err(|e| e.to_string())?
+        .single(None)
+        .map_err(|e| e.to_string())?;
+    let compiled = routing::compile(
+        &objects,
+        &routing::CompileOptions {
+            self_addresses: self_addresses.to_vec(),
+        },
+    );
+    let encoded = routing::table::encode(compiled.table());
+    Ok(Loaded {
+        routing: compiled.routing,
+        version: encoded.manifest.version,
+    })
+}
+
+/// What decides whether the directory changed: the `..data` target and the
+/// manifest's bytes.
+fn change_token(dir: &Path) -> Option<(Option<PathBuf>, Vec<u8>)> {
+    let link = std::fs::read_link(dir.join("..data")).ok();
+    let base = link
+        .as_ref()
+        .map_or_else(|| dir.to_owned(), |l| dir.join(l));
+    let manifest = std::fs::read(base.join(MANIFEST_KEY)).ok()?;
+    Some((link, manifest))
+}
+
+/// Loads the table once (an error is returned, not fatal: the relay stays
+/// unready and keeps trying) and, for a directory, watches it.
+pub async fn run(source: Source, self_addresses: Vec<String>, tables: Arc<Tables>, poll: Duration) {
+    match source {
+        Source::Manifests(paths) => {
+            let result = load_manifests(&paths, &self_addresses).map(Arc::new);
+            report(&result);
+            tables.record(&result);
+        }
+        Source::Dir(dir) => {
+            let mut seen: Option<(Option<PathBuf>, Vec<u8>)> = None;
+            let mut failed_at: Option<std::time::Instant> = None;
+            loop {
+                let token = change_token(&dir);
+                // Retry a failed table now and then even when nothing changed:
+                // a plain directory may be mid-rewrite.
+                let retry = failed_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(2));
+                if token.is_some() && (token != seen || retry) {
+                    let d = dir.clone();
+                    let result = tokio::task::spawn_blocking(move || load_dir(&d).map(Arc::new))
+                        .await
+                        .unwrap_or_else(|e| Err(format!("table loader panicked: {e}")));
+                    report(&result);
+                    failed_at = result.is_err().then(std::time::Instant::now);
+                    tables.record(&result);
+                    seen = token;
+                }
+                tokio::time::sleep(poll).await;
+            }
+        }
+    }
+}
+
+fn report(result: &Result<Arc<Loaded>, String>) {
+    match result {
+        Ok(t) => {
+            tracing::info!(version = %t.version, addresses = t.routing.table().addresses.len(), "routing table loaded")
+        }
+        Err(e) => tracing::error!(error = %e, "routing table refused; keeping the last good one"),
+    }
+}

@@ -1,0 +1,317 @@
+//! Test peers on real loopback sockets: a downstream SMTP server that
+//! records what it receives and can refuse, stall or drop; a line-level SMTP
+//! client; and the relay itself started in-process on an ephemeral port.
+
+#![allow(dead_code)]
+
+use relay::table::{Loaded, Tables};
+use relay::{Config, Shared, server};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// One message as the downstream server received it.
+#[derive(Clone, Debug, Default)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    /// The data as it came on the wire, without the final ".\r\n".
+    pub data: Vec<u8>,
+}
+
+#[derive(Clone, Default)]
+pub struct SinkBehaviour {
+    /// RCPT addresses answered 550 5.1.1.
+    pub refuse: Vec<String>,
+    /// Close the connection after this many bytes of DATA.
+    pub drop_in_data_after: Option<usize>,
+    /// Answer the final dot with this instead of 250.
+    pub data_reply: Option<String>,
+}
+
+pub struct Sink {
+    pub addr: SocketAddr,
+    pub received: Arc<Mutex<Vec<Received>>>,
+    /// Every command line seen, for protocol checks.
+    pub commands: Arc<Mutex<Vec<String>>>,
+}
+
+impl Sink {
+    pub async fn start(behaviour: SinkBehaviour) -> Sink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let commands = Arc::new(Mutex::new(Vec::new()));
+        let (r, c) = (received.clone(), commands.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                tokio::spawn(sink_session(
+                    stream,
+                    behaviour.clone(),
+                    r.clone(),
+                    c.clone(),
+                ));
+            }
+        });
+        Sink {
+            addr,
+            received,
+            commands,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// `[ip]:port` for a connector's smart hosts.
+    pub fn smart_host(&self) -> String {
+        format!("[{}]:{}", self.addr.ip(), self.addr.port())
+    }
+}
+
+async fn sink_session(
+    stream: TcpStream,
+    b: SinkBehaviour,
+    received: Arc<Mutex<Vec<Received>>>,
+    commands: Arc<Mutex<Vec<String>>>,
+) {
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+    let mut current = Received::default();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+            return;
+        }
+        commands.lock().unwrap().push(line.trim_end().to_string());
+        let upper = line.to_ascii_uppercase();
+        let answer: String = if upper.starts_with("EHLO") {
+            "250-sink\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n".into()
+        } else if upper.starts_with("MAIL FROM:") {
+            current = Received::default();
+            current.mail_from = between(&line, '<', '>');
+            "250 2.1.0 Ok\r\n".into()
+        } else if upper.starts_with("RCPT TO:") {
+            let to = between(&line, '<', '>');
+            if b.refuse.iter().any(|x| x.eq_ignore_ascii_case(&to)) {
+                "550 5.1.1 <sink> Recipient address rejected: User unknown\r\n".into()
+            } else {
+                current.rcpt_to.push(to);
+                "250 2.1.5 Ok\r\n".into()
+            }
+        } else if upper.starts_with("DATA") {
+            let _ = w
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await;
+            let mut data = Vec::new();
+            let mut byte = [0u8; 1];
+            loop {
+                if r.read(&mut byte).await.unwrap_or(0) == 0 {
+                    return;
+                }
+                data.push(byte[0]);
+                if b.drop_in_data_after
+                    .is_some_and(|limit| data.len() >= limit)
+                {
+                    return;
+                }
+                if data.ends_with(b"\r\n.\r\n") || data == b".\r\n" {
+                    break;
+                }
+            }
+            data.truncate(data.len() - 3);
+            current.data = data;
+            if let Some(reply) = &b.data_reply {
+                format!("{reply}\r\n")
+            } else {
+                received.lock().unwrap().push(std::mem::take(&mut current));
+                "250 2.0.0 Ok: queued as SINK1\r\n".into()
+            }
+        } else if upper.starts_with("QUIT") {
+            let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+            return;
+        } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
+            "250 2.0.0 Ok\r\n".into()
+        } else {
+            "502 5.5.1 Not implemented\r\n".into()
+        };
+        if w.write_all(answer.as_bytes()).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn between(s: &str, a: char, b: char) -> String {
+    let start = s.find(a).map(|i| i + 1).unwrap_or(0);
+    let end = s[start..].find(b).map(|i| start + i).unwrap_or(s.len());
+    s[start..end].to_string()
+}
+
+/// The relay on an ephemeral loopback port, routing by `table`.
+pub struct Relay {
+    pub addr: SocketAddr,
+    pub tables: Arc<Tables>,
+}
+
+impl Relay {
+    pub async fn start(config: Config, tables: Arc<Tables>) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(server::serve(listener, Shared::new(config, tables.clone())));
+        Relay { addr, tables }
+    }
+
+    /// A relay whose table is compiled from objects.
+    pub async fn with_objects(config: Config, objects: &routing::Objects) -> Relay {
+        let tables = Arc::new(Tables::default());
+        tables.set(table_of(objects));
+        Relay::start(config, tables).await
+    }
+}
+
+pub fn table_of(objects: &routing::Objects) -> Loaded {
+    let compiled = routing::compile(objects, &routing::CompileOptions::default());
+    let version = routing::table::encode(compiled.table()).manifest.version;
+    Loaded {
+        routing: compiled.routing,
+        version,
+    }
+}
+
+pub fn config() -> Config {
+    Config {
+        hostname: "relay.test".into(),
+        downstream: relay::downstream::Timeouts {
+            connect: Duration::from_secs(2),
+            command: Duration::from_secs(5),
+            data_block: Duration::from_secs(5),
+            data_end: Duration::from_secs(5),
+        },
+        ..Config::default()
+    }
+}
+
+/// A line-level SMTP client.
+pub struct Client {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+    pub greeting: String,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let s = TcpStream::connect(addr).await.unwrap();
+        let (r, w) = s.into_split();
+        let mut c = Client {
+            r: BufReader::new(r),
+            w,
+            greeting: String::new(),
+        };
+        c.greeting = c.reply().await;
+        c
+    }
+
+    /// The next reply, all lines joined; "" at end of stream.
+    pub async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(Duration::from_secs(20), self.r.read_line(&mut line))
+                .await
+                .expect("reply within 20 s")
+                .unwrap_or(0);
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] != b'-' {
+                return all;
+            }
+        }
+    }
+
+    pub async fn send(&mut self, raw: &[u8]) {
+        self.w.write_all(raw).await.unwrap();
+    }
+
+    /// Sends one command line (CRLF added) and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    /// EHLO, MAIL, the RCPTs; returns the RCPT replies.
+    pub async fn envelope(&mut self, from: &str, to: &[&str]) -> Vec<String> {
+        assert!(self.cmd("EHLO client.test").await.starts_with("250"));
+        assert!(
+            self.cmd(&format!("MAIL FROM:<{from}>"))
+                .await
+                .starts_with("250")
+        );
+        let mut replies = Vec::new();
+        for t in to {
+            replies.push(self.cmd(&format!("RCPT TO:<{t}>")).await);
+        }
+        replies
+    }
+
+    /// DATA with a message body (CRLF lines, not yet dot-stuffed); the final reply.
+    pub async fn data(&mut self, message: &str) -> String {
+        let r = self.cmd("DATA").await;
+        if !r.starts_with("354") {
+            return r;
+        }
+        let mut wire = String::new();
+        for line in message
+            .strip_suffix("\r\n")
+            .unwrap_or(message)
+            .split("\r\n")
+        {
+            if line.starts_with('.') {
+                wire.push('.');
+            }
+            wire.push_str(line);
+            wire.push_str("\r\n");
+        }
+        wire.push_str(".\r\n");
+        self.send(wire.as_bytes()).await;
+        self.reply().await
+    }
+}
+
+pub fn code(reply: &str) -> &str {
+    reply.get(..3).unwrap_or("")
+}
+
+/// "451 4.4.1" from a reply.
+pub fn codes(reply: &str) -> String {
+    reply
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Client {
+    /// MAIL and RCPTs in a session that already said EHLO.
+    pub async fn envelope_again(&mut self, from: &str, to: &[&str]) -> Vec<String> {
+        assert!(
+            self.cmd(&format!("MAIL FROM:<{from}>"))
+                .await
+                .starts_with("250")
+        );
+        let mut replies = Vec::new();
+        for t in to {
+            replies.push(self.cmd(&format!("RCPT TO:<{t}>")).await);
+        }
+        replies
+    }
+}
