@@ -68,10 +68,8 @@ async fn the_binary_serves_smtp_and_health_from_manifests() {
 
     let start = Instant::now();
     loop {
-        if let Some(r) = http_get(http, "/readyz") {
-            if r.starts_with("HTTP/1.1 200") {
-                break;
-            }
+        if http_get(http, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            break;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "relay not ready");
         tokio::time::sleep(Duration::from_millis(50)).await;
