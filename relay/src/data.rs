@@ -33,17 +33,29 @@ pub enum DataOutcome {
     ClientLost,
 }
 
+/// The outcome and the size of the message as received.
 pub async fn receive<S: AsyncRead + Unpin>(
     io: &mut LineReader<S>,
     hop: &mut NextHop,
     received_header: String,
     limits: &DataLimits,
+) -> (DataOutcome, usize) {
+    let mut size = 0usize;
+    let outcome = receive_counting(io, hop, received_header, limits, &mut size).await;
+    (outcome, size)
+}
+
+async fn receive_counting<S: AsyncRead + Unpin>(
+    io: &mut LineReader<S>,
+    hop: &mut NextHop,
+    received_header: String,
+    limits: &DataLimits,
+    size: &mut usize,
 ) -> DataOutcome {
     let mut out: Vec<u8> = Vec::with_capacity(FLUSH_AT + limits.max_line);
     out.extend_from_slice(received_header.as_bytes());
     let mut in_headers = true;
     let mut hops = 0usize;
-    let mut size = 0usize;
     let mut failure: Option<Reply> = None;
     // A lone "." ends the data only after a strict CRLF: "\n.\r\n" is the
     // smuggling sequence, not an end.
@@ -77,8 +89,8 @@ pub async fn receive<S: AsyncRead + Unpin>(
             break;
         }
         after_crlf = true;
-        size += line.len();
-        if size > limits.max_message_size {
+        *size += line.len();
+        if *size > limits.max_message_size {
             failure.get_or_insert_with(|| reply(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         if in_headers {

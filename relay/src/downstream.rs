@@ -4,11 +4,12 @@
 
 use crate::reply::{Reply, passed_back, reply};
 use mail_send::SmtpClient;
+use prometheus_client::metrics::histogram::Histogram;
 use routing::crd::TlsMode;
 use routing::table::{ConnectorRoute, SmartHost};
 use smtp_proto::{EXT_8BIT_MIME, EXT_SIZE, EXT_SMTP_UTF8, EhloResponse};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -37,6 +38,7 @@ impl Default for Timeouts {
 
 pub struct NextHop {
     client: SmtpClient<TcpStream>,
+    latency: Histogram,
     pub connector: u32,
     /// The smart host we reached, for logs and the Received trail.
     pub host: String,
@@ -72,6 +74,7 @@ impl NextHop {
         route: &ConnectorRoute,
         hostname: &str,
         timeouts: &Timeouts,
+        latency: Histogram,
     ) -> Result<NextHop, Reply> {
         if route.smart_hosts.is_empty() {
             return Err(reply(
@@ -101,6 +104,7 @@ impl NextHop {
                     Ok((client, ehlo)) => {
                         return Ok(NextHop {
                             client,
+                            latency,
                             connector: index,
                             host: host.to_string(),
                             ehlo,
@@ -169,7 +173,7 @@ impl NextHop {
             cmd.push_str(" SMTPUTF8");
         }
         cmd.push_str("\r\n");
-        let r = self.client.cmd(cmd).await.map_err(|e| lost(&e))?;
+        let r = self.cmd(cmd).await?;
         if r.is_positive_completion() {
             Ok(())
         } else {
@@ -179,17 +183,13 @@ impl NextHop {
 
     /// RCPT TO; the next hop's reply, whatever it is.
     pub async fn rcpt(&mut self, to: &str) -> Result<Reply, Reply> {
-        let r = self
-            .client
-            .cmd(format!("RCPT TO:<{to}>\r\n"))
-            .await
-            .map_err(|e| lost(&e))?;
+        let r = self.cmd(format!("RCPT TO:<{to}>\r\n")).await?;
         Ok(passed_back(&r))
     }
 
     /// DATA; Ok once the next hop said 354.
     pub async fn data(&mut self) -> Result<(), Reply> {
-        let r = self.client.cmd("DATA\r\n").await.map_err(|e| lost(&e))?;
+        let r = self.cmd("DATA\r\n").await?;
         if r.code == 354 {
             Ok(())
         } else {
@@ -222,9 +222,17 @@ impl NextHop {
     /// The final dot, and the next hop's verdict on the message.
     pub async fn finish(&mut self) -> Result<Reply, Reply> {
         self.client.timeout = self.timeouts.data_end;
-        let r = self.client.cmd(".\r\n").await.map_err(|e| lost(&e));
+        let r = self.cmd(".\r\n").await;
         self.client.timeout = self.timeouts.command;
         r.map(|r| passed_back(&r))
+    }
+
+    /// One command and its reply, timed for the latency histogram.
+    async fn cmd(&mut self, cmd: impl AsRef<[u8]>) -> Result<Reply, Reply> {
+        let start = Instant::now();
+        let r = self.client.cmd(cmd).await.map_err(|e| lost(&e));
+        self.latency.observe(start.elapsed().as_secs_f64());
+        r
     }
 
     pub async fn quit(mut self) {

@@ -9,8 +9,9 @@
 
 pub mod data;
 pub mod downstream;
-pub mod health;
+pub mod http;
 pub mod lines;
+pub mod metrics;
 pub mod networks;
 pub mod received;
 pub mod reply;
@@ -20,9 +21,10 @@ pub mod table;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::{Notify, watch};
 
 /// Every limit named and configurable (see `mailroute-relay --help`).
 #[derive(Clone, Debug)]
@@ -62,8 +64,13 @@ impl Default for Config {
 pub struct Shared {
     pub config: Config,
     pub tables: Arc<table::Tables>,
+    pub metrics: metrics::Metrics,
     pub clients: Mutex<HashMap<IpAddr, usize>>,
     pub next_session: AtomicU64,
+    /// True once draining started (SIGTERM).
+    draining: watch::Sender<bool>,
+    active: AtomicUsize,
+    idle: Notify,
 }
 
 impl Shared {
@@ -71,8 +78,53 @@ impl Shared {
         Arc::new(Shared {
             config,
             tables,
+            metrics: metrics::Metrics::default(),
             clients: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            draining: watch::Sender::new(false),
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
         })
+    }
+
+    /// Stop accepting; idle sessions get 421 now, the others after their
+    /// transaction.
+    pub fn drain(&self) {
+        self.draining.send_replace(true);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        *self.draining.borrow()
+    }
+
+    pub fn drain_signal(&self) -> watch::Receiver<bool> {
+        self.draining.subscribe()
+    }
+
+    /// Waits until no session is open, or the timeout passes; true when all ended.
+    pub async fn sessions_ended(&self, timeout: Duration) -> bool {
+        let wait = async {
+            loop {
+                let notified = self.idle.notified();
+                if self.active.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, wait).await.is_ok()
+    }
+
+    pub(crate) fn session_started(&self) {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        self.metrics.sessions.inc();
+        self.metrics.sessions_active.inc();
+    }
+
+    pub(crate) fn session_ended(&self) {
+        self.metrics.sessions_active.dec();
+        if self.active.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 }

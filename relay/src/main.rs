@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use relay::table::{Source, Tables};
-use relay::{Config, Shared, downstream::Timeouts, health, networks, server, table};
+use relay::{Config, Shared, downstream::Timeouts, http, networks, server, table};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -23,7 +23,7 @@ struct Options {
     /// SMTP listen address.
     #[arg(long, env = "MAILROUTE_LISTEN", default_value = "0.0.0.0:25")]
     listen: SocketAddr,
-    /// HTTP listen address for /healthz and /readyz.
+    /// HTTP listen address for /metrics, /healthz and /readyz.
     #[arg(long, env = "MAILROUTE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     metrics_listen: SocketAddr,
     /// Our host name: greeting, EHLO to next hops, Received headers.
@@ -76,6 +76,9 @@ struct Options {
     /// Seconds to connect to a next hop.
     #[arg(long, env = "MAILROUTE_CONNECT_TIMEOUT", default_value_t = 30)]
     connect_timeout: u64,
+    /// Seconds a draining relay (SIGTERM) waits for transactions in flight.
+    #[arg(long, env = "MAILROUTE_DRAIN_TIMEOUT", default_value_t = 30)]
+    drain_timeout: u64,
     /// Milliseconds between looks at --table for a new version.
     #[arg(long, env = "MAILROUTE_RELOAD_INTERVAL_MS", default_value_t = 250)]
     reload_interval_ms: u64,
@@ -120,12 +123,28 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", o.metrics_listen))?;
         tracing::info!(listen = %o.listen, metrics = %o.metrics_listen, "mailroute-relay started");
         tokio::spawn(table::run(source, o.self_addresses, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
-        tokio::spawn(health::serve(http, tables.clone()));
         let shared = Shared::new(config, tables);
-        tokio::select! {
-            _ = server::serve(smtp, shared) => {}
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; stopping"),
+        tokio::spawn(http::serve(http, shared.clone()));
+        let accepting = tokio::spawn(server::serve(smtp, shared.clone()));
+        shutdown_signal().await;
+        tracing::info!(timeout_s = o.drain_timeout, "draining: no new connections, finishing transactions in flight");
+        shared.drain();
+        let _ = accepting.await;
+        if shared.sessions_ended(Duration::from_secs(o.drain_timeout)).await {
+            tracing::info!("drained; exiting");
+        } else {
+            tracing::warn!("drain timeout passed with sessions open; exiting (their next hops get no final dot and discard)");
         }
         Ok(())
     })
+}
+
+/// SIGTERM (Kubernetes) or SIGINT.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
 }

@@ -40,9 +40,16 @@ impl Drop for ClientSlot {
     }
 }
 
+/// Accepts until draining starts; the listener is closed then, so new
+/// connections are refused while sessions finish.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    let mut drain = shared.drain_signal();
     loop {
-        let (mut stream, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = drain.wait_for(|d| *d) => return,
+        };
+        let (mut stream, peer) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");

@@ -44,7 +44,18 @@ struct Session<S> {
     id: String,
 }
 
+/// Counts the session as active for as long as it lives (drain waits on it).
+struct Active(Arc<Shared>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.session_ended();
+    }
+}
+
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: IpAddr, shared: Arc<Shared>) {
+    shared.session_started();
+    let _active = Active(shared.clone());
     let may_relay = shared
         .config
         .relay_networks
@@ -94,37 +105,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn serve(&mut self) {
         let timeout = self.shared.config.command_timeout;
+        let mut drain = self.shared.drain_signal();
         loop {
-            let next =
-                match tokio::time::timeout(timeout, self.io.next_line(MAX_COMMAND_LINE)).await {
-                    Err(_) => {
-                        self.say(&reply(
-                            421,
-                            "4.4.2",
-                            format!("{} Timeout exceeded, closing", self.shared.config.hostname),
-                        ));
-                        Next::Close
-                    }
-                    Ok(Err(_)) | Ok(Ok(None)) => return,
-                    Ok(Ok(Some(Line::BareNewline))) => {
-                        // As Postfix does: a client that sends bare line feeds is
-                        // either broken or probing for smuggling; either way, stop.
-                        self.say(&reply(
-                            521,
-                            "5.5.2",
-                            "Bare CR or LF in command line; closing",
-                        ));
-                        Next::Close
-                    }
-                    Ok(Ok(Some(Line::TooLong))) => {
-                        self.say(&reply(500, "5.5.2", "Command line too long"));
-                        self.error()
-                    }
-                    Ok(Ok(Some(Line::Ok(line)))) => {
-                        let line = line.to_vec();
-                        self.command(&line).await
-                    }
-                };
+            // Draining: a session between transactions is told to go now;
+            // one in a transaction finishes it first.
+            if self.tx.is_none() && *drain.borrow_and_update() {
+                let r = reply(
+                    421,
+                    "4.3.2",
+                    format!(
+                        "{} Service shutting down; try again later",
+                        self.shared.config.hostname
+                    ),
+                );
+                self.say(&r);
+                let _ = self.flush().await;
+                return;
+            }
+            let read = tokio::time::timeout(timeout, self.io.next_line(MAX_COMMAND_LINE));
+            let line = if self.tx.is_none() {
+                tokio::select! {
+                    line = read => line,
+                    _ = drain.changed() => continue,
+                }
+            } else {
+                read.await
+            };
+            let next = match line {
+                Err(_) => {
+                    self.say(&reply(
+                        421,
+                        "4.4.2",
+                        format!("{} Timeout exceeded, closing", self.shared.config.hostname),
+                    ));
+                    Next::Close
+                }
+                Ok(Err(_)) | Ok(Ok(None)) => return,
+                Ok(Ok(Some(Line::BareNewline))) => {
+                    // As Postfix does: a client that sends bare line feeds is
+                    // either broken or probing for smuggling; either way, stop.
+                    self.say(&reply(
+                        521,
+                        "5.5.2",
+                        "Bare CR or LF in command line; closing",
+                    ));
+                    Next::Close
+                }
+                Ok(Ok(Some(Line::TooLong))) => {
+                    self.say(&reply(500, "5.5.2", "Command line too long"));
+                    self.error()
+                }
+                Ok(Ok(Some(Line::Ok(line)))) => {
+                    let line = line.to_vec();
+                    self.command(&line).await
+                }
+            };
             // Pipelined commands are answered together; flush when the
             // client waits for us.
             let waiting = matches!(next, Next::Close) || !self.io.has_buffered();
@@ -199,7 +234,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
             }
             Request::Rcpt { to } => {
-                let r = self.rcpt(&to.address).await;
+                let (r, reason) = self.rcpt(&to.address).await;
+                let decision = match r.code {
+                    200..=299 => "forward",
+                    400..=499 => "defer",
+                    _ => "reject",
+                };
+                self.shared.metrics.recipient(decision, reason);
                 self.say(&r);
             }
             Request::Data => return self.data().await,
@@ -263,51 +304,65 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         reply(250, "2.1.0", "Ok")
     }
 
-    async fn rcpt(&mut self, address: &str) -> Reply {
+    /// The reply for one RCPT, and the reason for metrics.
+    async fn rcpt(&mut self, address: &str) -> (Reply, &'static str) {
         let config = &self.shared.config;
         let Some(tx) = self.tx.as_mut() else {
-            return reply(503, "5.5.1", "Need MAIL before RCPT");
+            return (reply(503, "5.5.1", "Need MAIL before RCPT"), "BadSequence");
         };
         if tx.recipients.len() >= config.max_recipients {
-            return reply(452, "4.5.3", "Too many recipients");
+            return (
+                reply(452, "4.5.3", "Too many recipients"),
+                "TooManyRecipients",
+            );
         }
         let (recipient, connector) = match tx.table.routing.resolve(address, self.may_relay) {
-            Decision::Reply(r) => return from_routing(&r),
+            Decision::Reply(r) => return (from_routing(&r), r.reason.as_str()),
             Decision::Forward {
                 recipient,
                 connector,
             } => (recipient, connector),
         };
         if let Some(broken) = &tx.broken {
-            return broken.clone();
+            return (broken.clone(), "NextHopLost");
         }
         let route = tx.table.routing.connector(connector);
         let too_big = matches!((route.max_message_size, tx.params.size), (Some(max), Some(size)) if size as u64 > max);
         if too_big {
-            return reply(552, "5.3.4", "Message too big for this recipient's route");
+            return (
+                reply(552, "5.3.4", "Message too big for this recipient's route"),
+                "TooBig",
+            );
         }
         match &tx.hop {
             Some(hop) if hop.connector != connector => {
                 // One next hop per transaction: the sender retries this one
                 // in a transaction of its own (RFC 5321 §4.5.3.1.10).
-                return reply(
+                let r = reply(
                     452,
                     "4.5.3",
                     "Recipient routed to another next hop; try it in a new transaction",
                 );
+                return (r, "OtherNextHop");
             }
             Some(_) => {}
             None => {
-                let mut hop =
-                    match NextHop::connect(connector, route, &config.hostname, &config.downstream)
-                        .await
-                    {
-                        Ok(h) => h,
-                        Err(r) => return r,
-                    };
+                let latency = self.shared.metrics.downstream_latency.clone();
+                let mut hop = match NextHop::connect(
+                    connector,
+                    route,
+                    &config.hostname,
+                    &config.downstream,
+                    latency,
+                )
+                .await
+                {
+                    Ok(h) => h,
+                    Err(r) => return (r, "NextHopUnreachable"),
+                };
                 if let Err(r) = hop.mail(&tx.from, &tx.params).await {
                     hop.quit().await;
-                    return r;
+                    return (r, "NextHop");
                 }
                 tx.hop = Some(hop);
             }
@@ -316,14 +371,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match hop.rcpt(&recipient).await {
             Ok(r) if r.is_positive_completion() => {
                 tx.recipients.push(recipient);
-                reply(250, "2.1.5", "Ok")
+                (reply(250, "2.1.5", "Ok"), "Routed")
             }
-            Ok(r) => r,
+            Ok(r) => (r, "NextHop"),
             Err(r) => {
                 // The next hop is gone; the transaction cannot deliver.
                 tx.hop = None;
                 tx.broken = Some(r.clone());
-                r
+                (r, "NextHopLost")
             }
         }
     }
@@ -375,17 +430,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             hop_limit: config.hop_limit,
             timeout: config.data_timeout,
         };
-        match data::receive(&mut self.io, &mut hop, header, &limits).await {
+        let (outcome, bytes) = data::receive(&mut self.io, &mut hop, header, &limits).await;
+        self.shared.metrics.message_bytes.inc_by(bytes as u64);
+        match outcome {
             DataOutcome::Reply(r) => {
                 if r.code == 250 {
                     hop.quit().await;
                 }
                 // Anything else: drop the connection without the final dot,
                 // so the next hop discards what it got.
+                let outcome = match r.code {
+                    250 => "delivered",
+                    500..=599 => "refused",
+                    _ => "failed",
+                };
+                self.shared.metrics.transaction(outcome);
                 self.say(&r);
                 Next::Continue
             }
-            DataOutcome::ClientLost => Next::Close,
+            DataOutcome::ClientLost => {
+                self.shared.metrics.transaction("failed");
+                Next::Close
+            }
         }
     }
 

@@ -159,14 +159,28 @@ fn between(s: &str, a: char, b: char) -> String {
 pub struct Relay {
     pub addr: SocketAddr,
     pub tables: Arc<Tables>,
+    pub shared: Arc<Shared>,
 }
 
 impl Relay {
     pub async fn start(config: Config, tables: Arc<Tables>) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        tokio::spawn(server::serve(listener, Shared::new(config, tables.clone())));
-        Relay { addr, tables }
+        let shared = Shared::new(config, tables.clone());
+        tokio::spawn(server::serve(listener, shared.clone()));
+        Relay {
+            addr,
+            tables,
+            shared,
+        }
+    }
+
+    /// `/metrics`, `/healthz`, `/readyz` on an ephemeral port.
+    pub async fn http(&self) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(relay::http::serve(listener, self.shared.clone()));
+        addr
     }
 
     /// A relay whose table is compiled from objects.
@@ -314,4 +328,15 @@ impl Client {
         }
         replies
     }
+}
+
+/// A plain HTTP GET; the whole response.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

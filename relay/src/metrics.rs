@@ -1,0 +1,170 @@
+//! Prometheus metrics (text exposition on `/metrics`).
+
+use crate::table::Tables;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// forward, reject, defer.
+    pub decision: String,
+    /// The routing reason (Routed, UnknownRecipient, …) or NextHop for the
+    /// next hop's own refusals.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// delivered, refused, failed.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    pub version: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions: Counter,
+    pub sessions_active: Gauge,
+    pub transactions: Family<OutcomeLabels, Counter>,
+    pub recipients: Family<DecisionLabels, Counter>,
+    /// Seconds from sending a command to the next hop to its reply.
+    pub downstream_latency: Histogram,
+    pub message_bytes: Counter,
+    table_version: Family<VersionLabels, Gauge>,
+    table_reloads: Family<OutcomeLabels, Gauge<u64, AtomicU64>>,
+    table_last_reload: Gauge<u64, AtomicU64>,
+    table_last_reload_ok: Gauge<u64, AtomicU64>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let sessions = Counter::default();
+        let sessions_active = Gauge::default();
+        let transactions = Family::<OutcomeLabels, Counter>::default();
+        let recipients = Family::<DecisionLabels, Counter>::default();
+        let downstream_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
+        let message_bytes = Counter::default();
+        let table_version = Family::<VersionLabels, Gauge>::default();
+        let table_reloads = Family::<OutcomeLabels, Gauge<u64, AtomicU64>>::default();
+        let table_last_reload = Gauge::<u64, AtomicU64>::default();
+        let table_last_reload_ok = Gauge::<u64, AtomicU64>::default();
+
+        let mut registry = Registry::with_prefix("mailroute_relay");
+        registry.register("sessions", "SMTP sessions accepted", sessions.clone());
+        registry.register(
+            "sessions_active",
+            "SMTP sessions open now",
+            sessions_active.clone(),
+        );
+        registry.register(
+            "transactions",
+            "Transactions by outcome (after DATA)",
+            transactions.clone(),
+        );
+        registry.register(
+            "recipients",
+            "Recipients by decision and reason",
+            recipients.clone(),
+        );
+        registry.register(
+            "downstream_latency_seconds",
+            "Next hop reply latency per command",
+            downstream_latency.clone(),
+        );
+        registry.register(
+            "message_bytes",
+            "Message bytes received",
+            message_bytes.clone(),
+        );
+        registry.register(
+            "table_info",
+            "The routing table in use (value 1)",
+            table_version.clone(),
+        );
+        registry.register(
+            "table_reloads",
+            "Table loads by outcome",
+            table_reloads.clone(),
+        );
+        registry.register(
+            "table_last_reload_timestamp_seconds",
+            "Unix time of the last table load attempt",
+            table_last_reload.clone(),
+        );
+        registry.register(
+            "table_last_reload_success",
+            "1 when the last table load succeeded",
+            table_last_reload_ok.clone(),
+        );
+        Metrics {
+            registry,
+            sessions,
+            sessions_active,
+            transactions,
+            recipients,
+            downstream_latency,
+            message_bytes,
+            table_version,
+            table_reloads,
+            table_last_reload,
+            table_last_reload_ok,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn recipient(&self, decision: &str, reason: &str) {
+        self.recipients
+            .get_or_create(&DecisionLabels {
+                decision: decision.into(),
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn transaction(&self, outcome: &str) {
+        self.transactions
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// The text exposition, with the table gauges read at scrape time.
+    pub fn render(&self, tables: &Tables) -> String {
+        self.table_version.clear();
+        if let Some(t) = tables.current() {
+            self.table_version
+                .get_or_create(&VersionLabels {
+                    version: t.version.clone(),
+                })
+                .set(1);
+        }
+        for (outcome, n) in [
+            ("ok", &tables.reloads_ok),
+            ("failed", &tables.reloads_failed),
+        ] {
+            self.table_reloads
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.into(),
+                })
+                .set(n.load(Ordering::Relaxed));
+        }
+        self.table_last_reload
+            .set(tables.last_reload_unix.load(Ordering::Relaxed));
+        self.table_last_reload_ok
+            .set(tables.last_reload_ok.load(Ordering::Relaxed));
+        let mut out = String::new();
+        // Encoding into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
