@@ -10,6 +10,7 @@
 pub mod data;
 pub mod downstream;
 pub mod http;
+pub mod io;
 pub mod lines;
 pub mod metrics;
 pub mod networks;
@@ -18,6 +19,7 @@ pub mod reply;
 pub mod server;
 pub mod session;
 pub mod table;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -64,6 +66,8 @@ impl Default for Config {
 pub struct Shared {
     pub config: Config,
     pub tables: Arc<table::Tables>,
+    /// STARTTLS for clients, when a certificate is configured.
+    pub tls: Option<Arc<tls::Tls>>,
     pub metrics: metrics::Metrics,
     pub clients: Mutex<HashMap<IpAddr, usize>>,
     pub next_session: AtomicU64,
@@ -75,9 +79,18 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(config: Config, tables: Arc<table::Tables>) -> Arc<Shared> {
+        Shared::with_tls(config, tables, None)
+    }
+
+    pub fn with_tls(
+        config: Config,
+        tables: Arc<table::Tables>,
+        tls: Option<Arc<tls::Tls>>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             config,
             tables,
+            tls,
             metrics: metrics::Metrics::default(),
             clients: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),

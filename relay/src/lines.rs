@@ -42,6 +42,14 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
         &mut self.stream
     }
 
+    /// Forgets what was received but not yet read: after STARTTLS, plaintext
+    /// sent behind the command must not be taken as if it came encrypted.
+    pub fn discard_buffered(&mut self) {
+        self.start = 0;
+        self.end = 0;
+        self.discarding = false;
+    }
+
     /// Bytes received but not yet returned as lines (a pipelining client's
     /// next commands).
     pub fn has_buffered(&self) -> bool {

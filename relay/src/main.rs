@@ -76,6 +76,15 @@ struct Options {
     /// Seconds to connect to a next hop.
     #[arg(long, env = "MAILROUTE_CONNECT_TIMEOUT", default_value_t = 30)]
     connect_timeout: u64,
+    /// PEM certificate chain for STARTTLS (with --tls-key); reloaded when it changes.
+    #[arg(long, env = "MAILROUTE_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for STARTTLS.
+    #[arg(long, env = "MAILROUTE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Seconds between looks at the certificate files.
+    #[arg(long, env = "MAILROUTE_TLS_RELOAD_INTERVAL", default_value_t = 10)]
+    tls_reload_interval: u64,
     /// Seconds a draining relay (SIGTERM) waits for transactions in flight.
     #[arg(long, env = "MAILROUTE_DRAIN_TIMEOUT", default_value_t = 30)]
     drain_timeout: u64,
@@ -123,7 +132,15 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", o.metrics_listen))?;
         tracing::info!(listen = %o.listen, metrics = %o.metrics_listen, "mailroute-relay started");
         tokio::spawn(table::run(source, o.self_addresses, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
-        let shared = Shared::new(config, tables);
+        let tls = match (o.tls_cert, o.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = relay::tls::Tls::new(cert, key).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+                tokio::spawn(tls.clone().watch(Duration::from_secs(o.tls_reload_interval)));
+                Some(tls)
+            }
+            _ => None,
+        };
+        let shared = Shared::with_tls(config, tables, tls);
         tokio::spawn(http::serve(http, shared.clone()));
         let accepting = tokio::spawn(server::serve(smtp, shared.clone()));
         shutdown_signal().await;

@@ -9,13 +9,19 @@ pub struct Trace<'a> {
     pub client: IpAddr,
     pub hostname: &'a str,
     pub esmtp: bool,
+    pub tls: bool,
     pub id: &'a str,
     pub recipient: Option<&'a str>,
 }
 
 impl Trace<'_> {
     pub fn header(&self, now: SystemTime) -> String {
-        let with = if self.esmtp { "ESMTP" } else { "SMTP" };
+        // RFC 3848 protocol types.
+        let with = match (self.esmtp, self.tls) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, _) => "SMTP",
+        };
         let recipient = match self.recipient {
             Some(r) => format!("\r\n\tfor <{r}>"),
             None => String::new(),

@@ -6,6 +6,7 @@
 use crate::Shared;
 use crate::data::{self, DataLimits, DataOutcome};
 use crate::downstream::{MailParams, NextHop};
+use crate::io::Io;
 use crate::lines::{Line, LineReader};
 use crate::received::Trace;
 use crate::reply::{Reply, from_routing, reply};
@@ -32,7 +33,8 @@ struct Transaction {
 }
 
 struct Session<S> {
-    io: LineReader<S>,
+    io: LineReader<Io<S>>,
+    tls_active: bool,
     shared: Arc<Shared>,
     peer: IpAddr,
     may_relay: bool,
@@ -63,7 +65,8 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: IpAddr, sha
         .any(|n| n.contains(peer));
     let id = format!("{:x}", shared.next_session.fetch_add(1, Ordering::Relaxed));
     let mut s = Session {
-        io: LineReader::new(stream),
+        io: LineReader::new(Io::Plain(stream)),
+        tls_active: false,
         shared,
         peer,
         may_relay,
@@ -213,8 +216,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.end_transaction().await;
                 self.helo = Some(host);
                 self.esmtp = true;
+                let starttls = if self.shared.tls.is_some() && !self.tls_active {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
                 let ehlo = format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
                     self.shared.config.hostname, self.shared.config.max_message_size
                 );
                 self.out.extend_from_slice(ehlo.as_bytes());
@@ -259,7 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.say(&reply(221, "2.0.0", "Bye"));
                 return Next::Close;
             }
-            Request::StartTls => self.say(&reply(454, "4.7.0", "TLS not available")),
+            Request::StartTls => return self.starttls().await,
             Request::Lhlo { .. } => {
                 self.say(&reply(500, "5.5.1", "This is not an LMTP server"));
                 return self.error();
@@ -420,6 +428,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             client: self.peer,
             hostname: &config.hostname,
             esmtp: self.esmtp,
+            tls: self.tls_active,
             id: &self.id,
             recipient: single,
         }
@@ -452,6 +461,40 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.shared.metrics.transaction("failed");
                 Next::Close
             }
+        }
+    }
+
+    /// RFC 3207: after 220 the connection turns TLS, the client starts over
+    /// with EHLO, and anything it sent behind STARTTLS in the clear is
+    /// discarded (the command injection of CVE-2011-0411).
+    async fn starttls(&mut self) -> Next {
+        let Some(tls) = self.shared.tls.clone() else {
+            self.say(&reply(454, "4.7.0", "TLS not available"));
+            return Next::Continue;
+        };
+        if self.tls_active {
+            self.say(&reply(503, "5.5.1", "Already using TLS"));
+            return self.error();
+        }
+        self.say(&reply(220, "2.0.0", "Ready to start TLS"));
+        if self.flush().await.is_err() {
+            return Next::Close;
+        }
+        self.io.discard_buffered();
+        let Io::Plain(plain) = std::mem::replace(self.io.get_mut(), Io::Upgrading) else {
+            return Next::Close;
+        };
+        let handshake = tls.acceptor().accept(plain);
+        match tokio::time::timeout(self.shared.config.command_timeout, handshake).await {
+            Ok(Ok(stream)) => {
+                *self.io.get_mut() = Io::Tls(Box::new(stream));
+                self.tls_active = true;
+                self.end_transaction().await;
+                self.helo = None;
+                self.esmtp = false;
+                Next::Continue
+            }
+            _ => Next::Close,
         }
     }
 

@@ -164,13 +164,16 @@ pub struct Relay {
 
 impl Relay {
     pub async fn start(config: Config, tables: Arc<Tables>) -> Relay {
+        Relay::start_shared(Shared::new(config, tables)).await
+    }
+
+    pub async fn start_shared(shared: Arc<Shared>) -> Relay {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let shared = Shared::new(config, tables.clone());
         tokio::spawn(server::serve(listener, shared.clone()));
         Relay {
             addr,
-            tables,
+            tables: shared.tables.clone(),
             shared,
         }
     }
