@@ -268,16 +268,7 @@ impl Client {
     /// EHLO, MAIL, the RCPTs; returns the RCPT replies.
     pub async fn envelope(&mut self, from: &str, to: &[&str]) -> Vec<String> {
         assert!(self.cmd("EHLO client.test").await.starts_with("250"));
-        assert!(
-            self.cmd(&format!("MAIL FROM:<{from}>"))
-                .await
-                .starts_with("250")
-        );
-        let mut replies = Vec::new();
-        for t in to {
-            replies.push(self.cmd(&format!("RCPT TO:<{t}>")).await);
-        }
-        replies
+        self.envelope_again(from, to).await
     }
 
     /// DATA with a message body (CRLF lines, not yet dot-stuffed); the final reply.
