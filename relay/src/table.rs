@@ -73,12 +73,17 @@ impl Tables {
 }
 
 /// The files of a table directory, read through `..data` when there is one.
+/// The `..data` link's target, if any, and the directory the files are read from.
+fn data_dir(dir: &Path) -> (Option<PathBuf>, PathBuf) {
+    let link = std::fs::read_link(dir.join("..data")).ok();
+    let base = link
+        .as_ref()
+        .map_or_else(|| dir.to_owned(), |l| dir.join(l));
+    (link, base)
+}
+
 fn read_dir_files(dir: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<u8>>), String> {
-    let data = dir.join("..data");
-    let base = match std::fs::read_link(&data) {
-        Ok(target) => dir.join(target),
-        Err(_) => dir.to_owned(),
-    };
+    let (_, base) = data_dir(dir);
     let manifest = std::fs::read(base.join(MANIFEST_KEY))
         .map_err(|e| format!("{}: {e}", base.join(MANIFEST_KEY).display()))?;
     let parsed = routing::table::Manifest::from_json(&manifest)
@@ -126,10 +131,7 @@ pub fn load_manifests(paths: &[PathBuf], self_addresses: &[String]) -> Result<Lo
 /// What decides whether the directory changed: the `..data` target and the
 /// manifest's bytes.
 fn change_token(dir: &Path) -> Option<(Option<PathBuf>, Vec<u8>)> {
-    let link = std::fs::read_link(dir.join("..data")).ok();
-    let base = link
-        .as_ref()
-        .map_or_else(|| dir.to_owned(), |l| dir.join(l));
+    let (link, base) = data_dir(dir);
     let manifest = std::fs::read(base.join(MANIFEST_KEY)).ok()?;
     Some((link, manifest))
 }

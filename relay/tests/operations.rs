@@ -3,28 +3,16 @@
 mod common;
 
 use common::*;
-use routing::Objects;
-use routing::fixtures::*;
 use std::time::Duration;
-
-fn one_route(sink: &Sink) -> Objects {
-    let mut o = Objects::default();
-    o.address_spaces
-        .push(authoritative("example", "example.com"));
-    o.contacts
-        .push(contact("ann", &["ann@example.com"], "ann@mbx.example.com"));
-    o.connectors.push(connector(
-        "mbx",
-        &[("mbx.example.com", 1)],
-        &[&sink.smart_host()],
-    ));
-    o
-}
 
 #[tokio::test]
 async fn draining_finishes_transactions_in_flight_and_sends_the_rest_421() {
     let sink = Sink::start(SinkBehaviour::default()).await;
-    let relay = Relay::with_objects(config(), &one_route(&sink)).await;
+    let relay = Relay::with_objects(
+        config(),
+        &one_route("ann@mbx.example.com", &sink.smart_host()),
+    )
+    .await;
     let http = relay.http().await;
     let mut busy = Client::connect(relay.addr).await;
     assert_eq!(
@@ -54,7 +42,11 @@ async fn draining_finishes_transactions_in_flight_and_sends_the_rest_421() {
 #[tokio::test]
 async fn metrics_count_sessions_recipients_transactions_and_the_table() {
     let sink = Sink::start(SinkBehaviour::default()).await;
-    let relay = Relay::with_objects(config(), &one_route(&sink)).await;
+    let relay = Relay::with_objects(
+        config(),
+        &one_route("ann@mbx.example.com", &sink.smart_host()),
+    )
+    .await;
     let http = relay.http().await;
     let mut c = Client::connect(relay.addr).await;
     c.envelope("s@outside.org", &["ann@example.com", "nobody@example.com"])

@@ -35,10 +35,7 @@ const MESSAGE: &str = "From: sender@outside.org\r\nTo: ann@example.com\r\nSubjec
 
 #[tokio::test]
 async fn routes_each_recipient_to_its_next_hop_and_rewrites_it() {
-    let (mbx1, mbx2) = (
-        Sink::start(SinkBehaviour::default()).await,
-        Sink::start(SinkBehaviour::default()).await,
-    );
+    let (mbx1, mbx2) = two_sinks().await;
     let relay = Relay::with_objects(config(), &alias_table(&mbx1, &mbx2)).await;
     let mut c = Client::connect(relay.addr).await;
     assert!(
@@ -78,10 +75,7 @@ async fn routes_each_recipient_to_its_next_hop_and_rewrites_it() {
 
 #[tokio::test]
 async fn a_recipient_for_another_next_hop_gets_452_and_its_own_transaction_works() {
-    let (mbx1, mbx2) = (
-        Sink::start(SinkBehaviour::default()).await,
-        Sink::start(SinkBehaviour::default()).await,
-    );
+    let (mbx1, mbx2) = two_sinks().await;
     let relay = Relay::with_objects(config(), &alias_table(&mbx1, &mbx2)).await;
     let mut c = Client::connect(relay.addr).await;
     let rcpts = c
@@ -103,10 +97,7 @@ async fn a_recipient_for_another_next_hop_gets_452_and_its_own_transaction_works
 
 #[tokio::test]
 async fn routing_refusals_come_from_the_table() {
-    let (mbx1, mbx2) = (
-        Sink::start(SinkBehaviour::default()).await,
-        Sink::start(SinkBehaviour::default()).await,
-    );
+    let (mbx1, mbx2) = two_sinks().await;
     let relay = Relay::with_objects(config(), &alias_table(&mbx1, &mbx2)).await;
     let mut c = Client::connect(relay.addr).await;
     let rcpts = c

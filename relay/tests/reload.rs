@@ -5,25 +5,13 @@ mod common;
 
 use common::*;
 use relay::table::{Source, Tables};
-use routing::Objects;
-use routing::fixtures::*;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-fn objects(target: &str, sink: &Sink) -> Objects {
-    let mut o = Objects::default();
-    o.address_spaces
-        .push(authoritative("example", "example.com"));
-    o.contacts
-        .push(contact("ann", &["ann@example.com"], target));
-    o.connectors.push(connector(
-        "mbx",
-        &[("mbx.example.com", 1)],
-        &[&sink.smart_host()],
-    ));
-    o
+fn objects(target: &str, sink: &Sink) -> routing::Objects {
+    one_route(target, &sink.smart_host())
 }
 
 /// Publishes a table as kubelet does: a new timestamped directory, then an

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use routing::fixtures::*;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -59,19 +58,10 @@ async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, line: &str
 async fn relay_with_tls(dir: &std::path::Path, sink: &Sink) -> Relay {
     let tls = relay::tls::Tls::new(dir.join("tls.crt"), dir.join("tls.key")).unwrap();
     tokio::spawn(tls.clone().watch(Duration::from_millis(50)));
-    let mut o = routing::Objects::default();
-    o.address_spaces
-        .push(authoritative("example", "example.com"));
-    o.contacts
-        .push(contact("ann", &["ann@example.com"], "ann@mbx.example.com"));
-    o.connectors.push(connector_obj(sink));
+    let o = one_route("ann@mbx.example.com", &sink.smart_host());
     let tables = Arc::new(relay::table::Tables::default());
     tables.set(table_of(&o));
     Relay::start_shared(relay::Shared::with_tls(config(), tables, Some(tls))).await
-}
-
-fn connector_obj(sink: &Sink) -> routing::crd::SmtpConnector {
-    routing::fixtures::connector("mbx", &[("mbx.example.com", 1)], &[&sink.smart_host()])
 }
 
 /// Plain EHLO and STARTTLS, then the handshake.
@@ -166,7 +156,11 @@ async fn a_changed_certificate_is_used_for_new_sessions() {
 async fn without_a_certificate_starttls_is_not_offered() {
     let sink = Sink::start(SinkBehaviour::default()).await;
     let mut o = routing::Objects::default();
-    o.connectors.push(connector_obj(&sink));
+    o.connectors.push(routing::fixtures::connector(
+        "mbx",
+        &[("mbx.example.com", 1)],
+        &[&sink.smart_host()],
+    ));
     let relay = Relay::with_objects(config(), &o).await;
     let mut c = Client::connect(relay.addr).await;
     assert!(!c.cmd("EHLO x").await.contains("STARTTLS"));

@@ -334,3 +334,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// One authoritative domain, contact ann (ann@example.com → `target`) and a
+/// connector for mbx.example.com to `smart_host`.
+pub fn one_route(target: &str, smart_host: &str) -> routing::Objects {
+    use routing::fixtures::*;
+    let mut o = routing::Objects::default();
+    o.address_spaces
+        .push(authoritative("example", "example.com"));
+    o.contacts
+        .push(contact("ann", &["ann@example.com"], target));
+    o.connectors
+        .push(connector("mbx", &[("mbx.example.com", 1)], &[smart_host]));
+    o
+}
+
+/// Two recording sinks, for routes to two next hops.
+pub async fn two_sinks() -> (Sink, Sink) {
+    (
+        Sink::start(SinkBehaviour::default()).await,
+        Sink::start(SinkBehaviour::default()).await,
+    )
+}
