@@ -27,8 +27,9 @@ pub struct DataLimits {
 }
 
 pub enum DataOutcome {
-    /// The reply for the client; the next hop is finished either way.
-    Reply(Reply),
+    /// The reply for the client, and whether the next hop gave its verdict
+    /// on the final dot (else the message was abandoned mid-way).
+    Reply(Reply, bool),
     /// The client went away (or stalled past the timeout) mid-message.
     ClientLost,
 }
@@ -121,18 +122,21 @@ async fn receive_counting<S: AsyncRead + Unpin>(
         }
     }
     if let Some(f) = failure {
-        return DataOutcome::Reply(f);
+        return DataOutcome::Reply(f, false);
     }
     if let Err(r) = hop.write(&out).await {
-        return DataOutcome::Reply(r);
+        return DataOutcome::Reply(r, false);
     }
     match hop.finish().await {
-        Ok(r) if r.is_positive_completion() => DataOutcome::Reply(reply(
-            250,
-            "2.0.0",
-            format!("Ok: accepted by the next hop ({})", r.message.trim()),
-        )),
-        Ok(r) => DataOutcome::Reply(r),
-        Err(r) => DataOutcome::Reply(r),
+        Ok(r) if r.is_positive_completion() => DataOutcome::Reply(
+            reply(
+                250,
+                "2.0.0",
+                format!("Ok: accepted by the next hop ({})", r.message.trim()),
+            ),
+            true,
+        ),
+        Ok(r) => DataOutcome::Reply(r, true),
+        Err(r) => DataOutcome::Reply(r, false),
     }
 }

@@ -1,14 +1,20 @@
-//! A session's connection: plain until STARTTLS, TLS after.
+//! A connection that is plain until STARTTLS and TLS after: our clients'
+//! (server side) and our next hops' (client side).
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::server::TlsStream;
+use tokio::net::TcpStream;
 
-pub enum Io<S> {
+/// A client's connection to us.
+pub type ServerIo<S> = Io<S, tokio_rustls::server::TlsStream<S>>;
+/// Our connection to a next hop.
+pub type ClientIo = Io<TcpStream, tokio_rustls::client::TlsStream<TcpStream>>;
+
+pub enum Io<S, T> {
     Plain(S),
-    Tls(Box<TlsStream<S>>),
+    Tls(Box<T>),
     /// Between the two, during the handshake.
     Upgrading,
 }
@@ -17,7 +23,9 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection in TLS handshake")
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncRead
+    for Io<S, T>
+{
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -31,7 +39,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S> {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<S> {
+impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncWrite
+    for Io<S, T>
+{
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -41,7 +41,7 @@ pub struct Config {
     pub max_errors: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
-    pub downstream: downstream::Timeouts,
+    pub downstream: downstream::Settings,
 }
 
 impl Default for Config {
@@ -57,7 +57,7 @@ impl Default for Config {
             max_errors: 20,
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
-            downstream: downstream::Timeouts::default(),
+            downstream: downstream::Settings::default(),
         }
     }
 }
@@ -69,6 +69,7 @@ pub struct Shared {
     /// STARTTLS for clients, when a certificate is configured.
     pub tls: Option<Arc<tls::Tls>>,
     pub metrics: metrics::Metrics,
+    pub outbound: downstream::Outbound,
     pub clients: Mutex<HashMap<IpAddr, usize>>,
     pub next_session: AtomicU64,
     /// True once draining started (SIGTERM).
@@ -87,11 +88,18 @@ impl Shared {
         tables: Arc<table::Tables>,
         tls: Option<Arc<tls::Tls>>,
     ) -> Arc<Shared> {
+        let metrics = metrics::Metrics::default();
+        let outbound = downstream::Outbound::new(
+            config.downstream.clone(),
+            config.hostname.clone(),
+            &metrics,
+        );
         Arc::new(Shared {
             config,
             tables,
             tls,
-            metrics: metrics::Metrics::default(),
+            metrics,
+            outbound,
             clients: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
             draining: watch::Sender::new(false),

@@ -4,7 +4,8 @@
 
 use clap::Parser;
 use relay::table::{Source, Tables};
-use relay::{Config, Shared, downstream::Timeouts, http, networks, server, table};
+use relay::downstream::{Settings, Timeouts};
+use relay::{Config, Shared, http, networks, server, table};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,9 +115,12 @@ fn main() -> anyhow::Result<()> {
         max_connections_per_client: o.max_connections_per_client,
         command_timeout: Duration::from_secs(o.command_timeout),
         data_timeout: Duration::from_secs(o.data_timeout),
-        downstream: Timeouts {
-            connect: Duration::from_secs(o.connect_timeout),
-            ..Timeouts::default()
+        downstream: Settings {
+            timeouts: Timeouts {
+                connect: Duration::from_secs(o.connect_timeout),
+                ..Timeouts::default()
+            },
+            ..Settings::default()
         },
         ..Config::default()
     };

@@ -37,6 +37,8 @@ pub struct Metrics {
     pub recipients: Family<DecisionLabels, Counter>,
     /// Seconds from sending a command to the next hop to its reply.
     pub downstream_latency: Histogram,
+    /// Next-hop connections opened and reused from the pool.
+    downstream_connections: Family<OutcomeLabels, Counter>,
     pub message_bytes: Counter,
     table_version: Family<VersionLabels, Gauge>,
     table_reloads: Family<OutcomeLabels, Gauge<u64, AtomicU64>>,
@@ -52,6 +54,7 @@ impl Default for Metrics {
         let recipients = Family::<DecisionLabels, Counter>::default();
         let downstream_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         let message_bytes = Counter::default();
+        let downstream_connections = Family::<OutcomeLabels, Counter>::default();
         let table_version = Family::<VersionLabels, Gauge>::default();
         let table_reloads = Family::<OutcomeLabels, Gauge<u64, AtomicU64>>::default();
         let table_last_reload = Gauge::<u64, AtomicU64>::default();
@@ -78,6 +81,11 @@ impl Default for Metrics {
             "downstream_latency_seconds",
             "Next hop reply latency per command",
             downstream_latency.clone(),
+        );
+        registry.register(
+            "downstream_connections",
+            "Next hop connections by outcome (opened, reused)",
+            downstream_connections.clone(),
         );
         registry.register(
             "message_bytes",
@@ -111,6 +119,7 @@ impl Default for Metrics {
             transactions,
             recipients,
             downstream_latency,
+            downstream_connections,
             message_bytes,
             table_version,
             table_reloads,
@@ -128,6 +137,15 @@ impl Metrics {
                 reason: reason.into(),
             })
             .inc();
+    }
+
+    /// The counter of next-hop connections with this outcome.
+    pub fn connection(&self, outcome: &str) -> Counter {
+        self.downstream_connections
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.into(),
+            })
+            .clone()
     }
 
     pub fn transaction(&self, outcome: &str) {

@@ -5,14 +5,17 @@
 
 use crate::Shared;
 use crate::data::{self, DataLimits, DataOutcome};
-use crate::downstream::{MailParams, NextHop};
-use crate::io::Io;
+use crate::downstream::{HopId, MailParams, NextHop, RcptParams};
+use crate::io::{Io, ServerIo};
 use crate::lines::{Line, LineReader};
 use crate::received::Trace;
 use crate::reply::{Reply, from_routing, reply};
 use crate::table::Loaded;
 use routing::Decision;
-use smtp_proto::{Error as ParseError, MAIL_BODY_8BITMIME, MAIL_SMTPUTF8, Request};
+use smtp_proto::{
+    Error as ParseError, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom,
+    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo, Request,
+};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -33,7 +36,7 @@ struct Transaction {
 }
 
 struct Session<S> {
-    io: LineReader<Io<S>>,
+    io: LineReader<ServerIo<S>>,
     tls_active: bool,
     shared: Arc<Shared>,
     peer: IpAddr,
@@ -222,7 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     ""
                 };
                 let ehlo = format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
                     self.shared.config.hostname, self.shared.config.max_message_size
                 );
                 self.out.extend_from_slice(ehlo.as_bytes());
@@ -235,14 +238,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.say(&r);
             }
             Request::Mail { from } => {
-                let r = self.mail(from.address, from.size, from.flags);
+                let r = self.mail(from);
                 self.say(&r);
                 if r.code >= 400 {
                     return self.error();
                 }
             }
             Request::Rcpt { to } => {
-                let (r, reason) = self.rcpt(&to.address).await;
+                let (r, reason) = self.rcpt(to).await;
                 let decision = match r.code {
                     200..=299 => "forward",
                     400..=499 => "defer",
@@ -280,7 +283,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Next::Continue
     }
 
-    fn mail(&mut self, from: String, size: usize, flags: u64) -> Reply {
+    fn mail(&mut self, from: MailFrom<String>) -> Reply {
+        let (size, flags) = (from.size, from.flags);
         if self.helo.is_none() {
             return reply(503, "5.5.1", "Send HELO or EHLO first");
         }
@@ -299,11 +303,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         self.tx = Some(Transaction {
             table,
-            from,
+            from: from.address,
             params: MailParams {
                 size: (size > 0).then_some(size),
                 eight_bit: flags & MAIL_BODY_8BITMIME != 0,
                 smtputf8: flags & MAIL_SMTPUTF8 != 0,
+                ret: flags & (MAIL_RET_FULL | MAIL_RET_HDRS),
+                envid: from.env_id,
             },
             hop: None,
             broken: None,
@@ -313,18 +319,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     /// The reply for one RCPT, and the reason for metrics.
-    async fn rcpt(&mut self, address: &str) -> (Reply, &'static str) {
-        let config = &self.shared.config;
+    async fn rcpt(&mut self, to: RcptTo<String>) -> (Reply, &'static str) {
+        let shared = &self.shared;
         let Some(tx) = self.tx.as_mut() else {
             return (reply(503, "5.5.1", "Need MAIL before RCPT"), "BadSequence");
         };
-        if tx.recipients.len() >= config.max_recipients {
+        if tx.recipients.len() >= shared.config.max_recipients {
             return (
                 reply(452, "4.5.3", "Too many recipients"),
                 "TooManyRecipients",
             );
         }
-        let (recipient, connector) = match tx.table.routing.resolve(address, self.may_relay) {
+        let (recipient, connector) = match tx.table.routing.resolve(&to.address, self.may_relay) {
             Decision::Reply(r) => return (from_routing(&r), r.reason.as_str()),
             Decision::Forward {
                 recipient,
@@ -342,8 +348,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "TooBig",
             );
         }
+        let id = HopId::of(connector, route, &recipient);
         match &tx.hop {
-            Some(hop) if hop.connector != connector => {
+            Some(hop) if hop.id != id => {
                 // One next hop per transaction: the sender retries this one
                 // in a transaction of its own (RFC 5321 §4.5.3.1.10).
                 let r = reply(
@@ -355,28 +362,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Some(_) => {}
             None => {
-                let latency = self.shared.metrics.downstream_latency.clone();
-                let mut hop = match NextHop::connect(
-                    connector,
-                    route,
-                    &config.hostname,
-                    &config.downstream,
-                    latency,
-                )
-                .await
-                {
-                    Ok(h) => h,
+                let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
+                match shared.outbound.start(id, route, domain, &tx.from, &tx.params).await {
+                    Ok(hop) => tx.hop = Some(hop),
                     Err(r) => return (r, "NextHopUnreachable"),
-                };
-                if let Err(r) = hop.mail(&tx.from, &tx.params).await {
-                    hop.quit().await;
-                    return (r, "NextHop");
                 }
-                tx.hop = Some(hop);
             }
         }
         let hop = tx.hop.as_mut().expect("next hop set above");
-        match hop.rcpt(&recipient).await {
+        let dsn = RcptParams {
+            notify: to.flags
+                & (RCPT_NOTIFY_NEVER | RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY),
+            orcpt: to.orcpt,
+        };
+        match hop.rcpt(&recipient, &to.address, &dsn).await {
             Ok(r) if r.is_positive_completion() => {
                 tx.recipients.push(recipient);
                 (reply(250, "2.1.5", "Ok"), "Routed")
@@ -398,7 +397,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         if tx.recipients.is_empty() {
             if let Some(hop) = tx.hop.take() {
-                hop.quit().await;
+                hop.reset(&self.shared.outbound).await;
             }
             self.say(&reply(554, "5.5.1", "No valid recipients"));
             return Next::Continue;
@@ -412,7 +411,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Next::Continue;
         };
         if let Err(r) = hop.data().await {
-            hop.quit().await;
+            if r.code != 421 {
+                hop.reset(&self.shared.outbound).await;
+            }
             self.say(&r);
             return Next::Continue;
         }
@@ -442,12 +443,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let (outcome, bytes) = data::receive(&mut self.io, &mut hop, header, &limits).await;
         self.shared.metrics.message_bytes.inc_by(bytes as u64);
         match outcome {
-            DataOutcome::Reply(r) => {
-                if r.code == 250 {
-                    hop.quit().await;
-                }
-                // Anything else: drop the connection without the final dot,
+            DataOutcome::Reply(r, finished) => {
+                // After the next hop's verdict on the final dot the
+                // connection is between transactions and can serve the
+                // next one. Otherwise it is dropped without the final dot,
                 // so the next hop discards what it got.
+                if finished && r.code != 421 {
+                    hop.release(&self.shared.outbound);
+                }
                 let outcome = match r.code {
                     250 => "delivered",
                     500..=599 => "refused",
@@ -500,7 +503,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn end_transaction(&mut self) {
         if let Some(hop) = self.tx.take().and_then(|tx| tx.hop) {
-            hop.quit().await;
+            hop.reset(&self.shared.outbound).await;
         }
     }
 }

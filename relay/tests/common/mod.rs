@@ -206,11 +206,14 @@ pub fn table_of(objects: &routing::Objects) -> Loaded {
 pub fn config() -> Config {
     Config {
         hostname: "relay.test".into(),
-        downstream: relay::downstream::Timeouts {
-            connect: Duration::from_secs(2),
-            command: Duration::from_secs(5),
-            data_block: Duration::from_secs(5),
-            data_end: Duration::from_secs(5),
+        downstream: relay::downstream::Settings {
+            timeouts: relay::downstream::Timeouts {
+                connect: Duration::from_secs(2),
+                command: Duration::from_secs(5),
+                data_block: Duration::from_secs(5),
+                data_end: Duration::from_secs(5),
+            },
+            ..Default::default()
         },
         ..Config::default()
     }
