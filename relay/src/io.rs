@@ -23,9 +23,7 @@ fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection in TLS handshake")
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncRead
-    for Io<S, T>
-{
+impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S, T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -39,9 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> Async
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncWrite
-    for Io<S, T>
-{
+impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for Io<S, T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -89,11 +89,8 @@ impl Shared {
         tls: Option<Arc<tls::Tls>>,
     ) -> Arc<Shared> {
         let metrics = metrics::Metrics::default();
-        let outbound = downstream::Outbound::new(
-            config.downstream.clone(),
-            config.hostname.clone(),
-            &metrics,
-        );
+        let outbound =
+            downstream::Outbound::new(config.downstream.clone(), config.hostname.clone(), &metrics);
         Arc::new(Shared {
             config,
             tables,

@@ -3,13 +3,16 @@
 //! option can also come from an environment variable `MAILROUTE_…`.
 
 use clap::Parser;
-use relay::table::{Source, Tables};
+use relay::downstream::pool::PoolLimits;
 use relay::downstream::{Settings, Timeouts};
+use relay::table::{Source, Tables};
 use relay::{Config, Shared, http, networks, server, table};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -92,6 +95,48 @@ struct Options {
     /// Milliseconds between looks at --table for a new version.
     #[arg(long, env = "MAILROUTE_RELOAD_INTERVAL_MS", default_value_t = 250)]
     reload_interval_ms: u64,
+    /// Idle next-hop connections kept per next hop for reuse (0: no reuse).
+    #[arg(long, env = "MAILROUTE_POOL_MAX_IDLE", default_value_t = 32)]
+    pool_max_idle: usize,
+    /// Seconds an idle next-hop connection is kept.
+    #[arg(long, env = "MAILROUTE_POOL_IDLE_TIMEOUT", default_value_t = 5)]
+    pool_idle_timeout: u64,
+    /// Seconds after which a next-hop connection is not reused any more.
+    #[arg(long, env = "MAILROUTE_POOL_MAX_AGE", default_value_t = 300)]
+    pool_max_age: u64,
+    /// Where connectors' AUTH Secrets are mounted: DIR/<secret>/username and password.
+    #[arg(
+        long,
+        env = "MAILROUTE_AUTH_DIR",
+        default_value = "/etc/mailroute/auth"
+    )]
+    auth_dir: PathBuf,
+    /// PEM file of extra trust anchors for verified TLS to next hops.
+    #[arg(long, env = "MAILROUTE_NEXT_HOP_CA")]
+    next_hop_ca: Option<PathBuf>,
+    /// DNS servers (IP:PORT) for MX lookups; default: /etc/resolv.conf.
+    #[arg(
+        long = "dns-server",
+        env = "MAILROUTE_DNS_SERVERS",
+        value_delimiter = ','
+    )]
+    dns_servers: Vec<SocketAddr>,
+    /// Port of MX hosts (25; another value only makes sense for tests).
+    #[arg(long, env = "MAILROUTE_MX_PORT", default_value_t = 25)]
+    mx_port: u16,
+}
+
+fn extra_roots(path: Option<&PathBuf>) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let Some(path) = path else {
+        return Ok(Vec::new());
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| anyhow::anyhow!("--next-hop-ca {}: {e}", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("--next-hop-ca {}: no certificate", path.display());
+    }
+    Ok(certs)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -120,7 +165,15 @@ fn main() -> anyhow::Result<()> {
                 connect: Duration::from_secs(o.connect_timeout),
                 ..Timeouts::default()
             },
-            ..Settings::default()
+            pool: PoolLimits {
+                max_idle: o.pool_max_idle,
+                idle_timeout: Duration::from_secs(o.pool_idle_timeout),
+                max_age: Duration::from_secs(o.pool_max_age),
+            },
+            auth_dir: o.auth_dir,
+            extra_roots: extra_roots(o.next_hop_ca.as_ref())?,
+            dns_servers: o.dns_servers,
+            mx_port: o.mx_port,
         },
         ..Config::default()
     };

@@ -14,7 +14,8 @@ use crate::table::Loaded;
 use routing::Decision;
 use smtp_proto::{
     Error as ParseError, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom,
-    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo, Request,
+    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo,
+    Request,
 };
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -363,7 +364,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(_) => {}
             None => {
                 let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
-                match shared.outbound.start(id, route, domain, &tx.from, &tx.params).await {
+                match shared
+                    .outbound
+                    .start(id, route, domain, &tx.from, &tx.params)
+                    .await
+                {
                     Ok(hop) => tx.hop = Some(hop),
                     Err(r) => return (r, "NextHopUnreachable"),
                 }
@@ -372,7 +377,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let hop = tx.hop.as_mut().expect("next hop set above");
         let dsn = RcptParams {
             notify: to.flags
-                & (RCPT_NOTIFY_NEVER | RCPT_NOTIFY_SUCCESS | RCPT_NOTIFY_FAILURE | RCPT_NOTIFY_DELAY),
+                & (RCPT_NOTIFY_NEVER
+                    | RCPT_NOTIFY_SUCCESS
+                    | RCPT_NOTIFY_FAILURE
+                    | RCPT_NOTIFY_DELAY),
             orcpt: to.orcpt,
         };
         match hop.rcpt(&recipient, &to.address, &dsn).await {

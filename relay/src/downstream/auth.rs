@@ -20,7 +20,12 @@ pub fn credentials(dir: &Path, secret: &str) -> Result<Credentials<String>, Stri
     let read = |key: &str| {
         let path = dir.join(secret).join(key);
         std::fs::read_to_string(&path)
-            .map(|s| s.strip_suffix('\n').map(|s| s.strip_suffix('\r').unwrap_or(s)).unwrap_or(&s).to_owned())
+            .map(|s| {
+                s.strip_suffix('\n')
+                    .map(|s| s.strip_suffix('\r').unwrap_or(s))
+                    .unwrap_or(&s)
+                    .to_owned()
+            })
             .map_err(|e| format!("{}: {e}", path.display()))
     };
     Ok(Credentials::new(read("username")?, read("password")?))

@@ -131,7 +131,11 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(settings: Settings, hostname: String, metrics: &crate::metrics::Metrics) -> Outbound {
+    pub fn new(
+        settings: Settings,
+        hostname: String,
+        metrics: &crate::metrics::Metrics,
+    ) -> Outbound {
         Outbound {
             pool: Pool::new(settings.pool.clone()),
             tls: tls::ClientTls::new(&settings.extra_roots),
@@ -243,10 +247,18 @@ fn pool_key(id: &HopId, route: &ConnectorRoute) -> String {
 fn unroutable(u: Unroutable, route: &ConnectorRoute) -> Reply {
     match u {
         Unroutable::NoSuchDomain => reply(550, "5.1.2", "Recipient domain does not exist"),
-        Unroutable::NullMx => reply(556, "5.1.10", "Recipient domain does not accept mail (null MX)"),
+        Unroutable::NullMx => reply(
+            556,
+            "5.1.10",
+            "Recipient domain does not accept mail (null MX)",
+        ),
         Unroutable::Temporary(e) => {
             tracing::warn!(connector = %route.name, error = %e, "next hop address not found");
-            reply(451, "4.4.3", "Next hop address lookup failed; try again later")
+            reply(
+                451,
+                "4.4.3",
+                "Next hop address lookup failed; try again later",
+            )
         }
     }
 }
@@ -264,7 +276,11 @@ fn xtext(s: &str, out: &mut String) {
 
 /// MAIL FROM with the parameters the next hop supports; one it cannot
 /// honour is refused here with the proper code.
-fn mail_command(from: &str, p: &MailParams, ehlo: &smtp_proto::EhloResponse<String>) -> Result<String, Reply> {
+fn mail_command(
+    from: &str,
+    p: &MailParams,
+    ehlo: &smtp_proto::EhloResponse<String>,
+) -> Result<String, Reply> {
     let has = |ext| ehlo.capabilities & ext != 0;
     let mut cmd = format!("MAIL FROM:<{from}>");
     if let Some(size) = p.size.filter(|_| has(EXT_SIZE)) {
@@ -278,7 +294,11 @@ fn mail_command(from: &str, p: &MailParams, ehlo: &smtp_proto::EhloResponse<Stri
     }
     if p.smtputf8 {
         if !has(EXT_SMTP_UTF8) {
-            return Err(reply(553, "5.6.7", "The next hop does not support SMTPUTF8"));
+            return Err(reply(
+                553,
+                "5.6.7",
+                "The next hop does not support SMTPUTF8",
+            ));
         }
         cmd.push_str(" SMTPUTF8");
     }
@@ -303,7 +323,11 @@ fn lost(e: &mail_send::Error) -> Reply {
     match e {
         mail_send::Error::Timeout => reply(451, "4.4.2", "Next hop timed out; try again later"),
         mail_send::Error::UnexpectedReply(r) => passed_back(r),
-        _ => reply(451, "4.4.2", "Connection to the next hop lost; try again later"),
+        _ => reply(
+            451,
+            "4.4.2",
+            "Connection to the next hop lost; try again later",
+        ),
     }
 }
 
@@ -324,7 +348,12 @@ impl NextHop {
     /// RCPT TO and the next hop's reply, whatever it is. `original` is the
     /// address the client gave, sent as ORCPT when we rewrote it and the
     /// next hop keeps DSN records.
-    pub async fn rcpt(&mut self, to: &str, original: &str, dsn: &RcptParams) -> Result<Reply, Reply> {
+    pub async fn rcpt(
+        &mut self,
+        to: &str,
+        original: &str,
+        dsn: &RcptParams,
+    ) -> Result<Reply, Reply> {
         let mut cmd = format!("RCPT TO:<{to}>");
         if self.conn.ehlo.capabilities & EXT_DSN != 0 {
             if dsn.notify != 0 {
@@ -334,11 +363,18 @@ impl NextHop {
                     (RCPT_NOTIFY_FAILURE, "FAILURE"),
                     (RCPT_NOTIFY_DELAY, "DELAY"),
                 ];
-                let set: Vec<&str> = names.iter().filter(|(f, _)| dsn.notify & f != 0).map(|(_, n)| *n).collect();
+                let set: Vec<&str> = names
+                    .iter()
+                    .filter(|(f, _)| dsn.notify & f != 0)
+                    .map(|(_, n)| *n)
+                    .collect();
                 cmd.push_str(" NOTIFY=");
                 cmd.push_str(&set.join(","));
             }
-            let orcpt = dsn.orcpt.as_deref().or((original != to).then_some(original));
+            let orcpt = dsn
+                .orcpt
+                .as_deref()
+                .or((original != to).then_some(original));
             if let Some(orcpt) = orcpt {
                 cmd.push_str(" ORCPT=rfc822;");
                 xtext(orcpt, &mut cmd);
@@ -370,10 +406,23 @@ impl NextHop {
 
     /// Message data as it goes on the wire (dot-stuffed, CRLF lines).
     pub async fn write(&mut self, bytes: &[u8]) -> Result<(), Reply> {
-        match tokio::time::timeout(self.timeouts.data_block, self.conn.client.stream.write_all(bytes)).await {
+        match tokio::time::timeout(
+            self.timeouts.data_block,
+            self.conn.client.stream.write_all(bytes),
+        )
+        .await
+        {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(reply(451, "4.4.2", "Connection to the next hop lost during DATA; try again later")),
-            Err(_) => Err(reply(451, "4.4.2", "Next hop timed out during DATA; try again later")),
+            Ok(Err(_)) => Err(reply(
+                451,
+                "4.4.2",
+                "Connection to the next hop lost during DATA; try again later",
+            )),
+            Err(_) => Err(reply(
+                451,
+                "4.4.2",
+                "Next hop timed out during DATA; try again later",
+            )),
         }
     }
 

@@ -61,7 +61,11 @@ fn auth_failure(detail: impl Into<String>) -> Failure {
 
 impl Outbound {
     /// A connection to `target` set up as `route` asks.
-    pub(super) async fn open(&self, target: &Target, route: &ConnectorRoute) -> Result<Connection, Failure> {
+    pub(super) async fn open(
+        &self,
+        target: &Target,
+        route: &ConnectorRoute,
+    ) -> Result<Connection, Failure> {
         let (client, ehlo) = self.greet(target).await?;
         let offers_tls = ehlo.capabilities & EXT_START_TLS != 0;
         let (mut conn, tls) = match route.tls_mode {
@@ -77,7 +81,10 @@ impl Outbound {
                 }
             },
             TlsMode::Required if !offers_tls => {
-                return Err(tls_failure(format!("{} does not offer STARTTLS", target.name)));
+                return Err(tls_failure(format!(
+                    "{} does not offer STARTTLS",
+                    target.name
+                )));
             }
             TlsMode::Required => (self.starttls(client, target, route.tls_verify).await?, true),
         };
@@ -108,7 +115,10 @@ impl Outbound {
     }
 
     /// TCP, the 220 greeting, EHLO.
-    async fn greet(&self, target: &Target) -> Result<(SmtpClient<ClientIo>, EhloResponse<String>), Failure> {
+    async fn greet(
+        &self,
+        target: &Target,
+    ) -> Result<(SmtpClient<ClientIo>, EhloResponse<String>), Failure> {
         let t = &self.settings.timeouts;
         let stream = tokio::time::timeout(t.connect, TcpStream::connect(target.addr))
             .await
@@ -124,7 +134,10 @@ impl Outbound {
             .map_err(|_| unreachable("greeting timed out"))?
             .map_err(|e| unreachable(format!("greeting: {e}")))?;
         if greeting.code != 220 {
-            return Err(unreachable(format!("greeting {} {}", greeting.code, greeting.message)));
+            return Err(unreachable(format!(
+                "greeting {} {}",
+                greeting.code, greeting.message
+            )));
         }
         let ehlo = client
             .ehlo(&self.hostname)
@@ -148,7 +161,10 @@ impl Outbound {
             .await
             .map_err(|e| tls_failure(format!("STARTTLS: {e}")))?;
         if r.code != 220 {
-            return Err(tls_failure(format!("STARTTLS refused: {} {}", r.code, r.message)));
+            return Err(tls_failure(format!(
+                "STARTTLS refused: {} {}",
+                r.code, r.message
+            )));
         }
         let name = match target.name.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),

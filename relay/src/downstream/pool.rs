@@ -82,6 +82,11 @@ impl Pool {
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().expect("pool lock").values().map(Vec::len).sum()
+        self.idle
+            .lock()
+            .expect("pool lock")
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 }

@@ -40,7 +40,10 @@ impl Dns {
         let builder = if servers.is_empty() {
             TokioResolver::builder_tokio().unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "no system DNS configuration; MX delivery will defer");
-                Resolver::builder_with_config(ResolverConfig::from_name_servers(Vec::new()), provider)
+                Resolver::builder_with_config(
+                    ResolverConfig::from_name_servers(Vec::new()),
+                    provider,
+                )
             })
         } else {
             let servers = servers

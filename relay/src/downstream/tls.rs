@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
-use tokio_rustls::rustls::client::WebPkiServerVerifier;
 use tokio_rustls::rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -36,9 +36,7 @@ impl ClientTls {
                 .ok()
                 .map(|v| connector(&provider, v))
         };
-        let any = Arc::new(AnyCertificate(
-            provider.signature_verification_algorithms,
-        ));
+        let any = Arc::new(AnyCertificate(provider.signature_verification_algorithms));
         ClientTls {
             verified,
             unverified: connector(&provider, any),
@@ -54,7 +52,10 @@ impl ClientTls {
     }
 }
 
-fn connector(provider: &Arc<CryptoProvider>, verifier: Arc<dyn ServerCertVerifier>) -> TlsConnector {
+fn connector(
+    provider: &Arc<CryptoProvider>,
+    verifier: Arc<dyn ServerCertVerifier>,
+) -> TlsConnector {
     let config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default TLS versions")

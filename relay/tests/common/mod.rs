@@ -7,6 +7,7 @@
 use relay::table::{Loaded, Tables};
 use relay::{Config, Shared, server};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -19,6 +20,12 @@ pub struct Received {
     pub rcpt_to: Vec<String>,
     /// The data as it came on the wire, without the final ".\r\n".
     pub data: Vec<u8>,
+    /// The message came over TLS.
+    pub tls: bool,
+    /// The user the client authenticated as.
+    pub user: Option<String>,
+    /// The MAIL and RCPT lines as sent.
+    pub envelope_lines: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -29,6 +36,15 @@ pub struct SinkBehaviour {
     pub drop_in_data_after: Option<usize>,
     /// Answer the final dot with this instead of 250.
     pub data_reply: Option<String>,
+    /// Offer STARTTLS with this certificate.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    /// Offer AUTH PLAIN and accept only this user and password.
+    pub auth: Option<(String, String)>,
+    /// Offer DSN (RFC 3461).
+    pub dsn: bool,
+    /// Close the connection after each transaction, as a server with a
+    /// short idle timeout would, without telling.
+    pub close_after_message: bool,
 }
 
 pub struct Sink {
@@ -36,20 +52,28 @@ pub struct Sink {
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Every command line seen, for protocol checks.
     pub commands: Arc<Mutex<Vec<String>>>,
+    /// Connections accepted.
+    pub connections: Arc<AtomicUsize>,
 }
 
 impl Sink {
     pub async fn start(behaviour: SinkBehaviour) -> Sink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Sink::start_on("127.0.0.1:0", behaviour).await
+    }
+
+    pub async fn start_on(addr: &str, behaviour: SinkBehaviour) -> Sink {
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let received = Arc::new(Mutex::new(Vec::new()));
         let commands = Arc::new(Mutex::new(Vec::new()));
-        let (r, c) = (received.clone(), commands.clone());
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (r, c, n) = (received.clone(), commands.clone(), connections.clone());
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
+                n.fetch_add(1, Ordering::SeqCst);
                 tokio::spawn(sink_session(
                     stream,
                     behaviour.clone(),
@@ -62,11 +86,16 @@ impl Sink {
             addr,
             received,
             commands,
+            connections,
         }
     }
 
     pub fn messages(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     /// `[ip]:port` for a connector's smart hosts.
@@ -75,46 +104,94 @@ impl Sink {
     }
 }
 
+type SinkIo = relay::io::ServerIo<TcpStream>;
+
 async fn sink_session(
     stream: TcpStream,
     b: SinkBehaviour,
     received: Arc<Mutex<Vec<Received>>>,
     commands: Arc<Mutex<Vec<String>>>,
 ) {
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+    let mut io: BufReader<SinkIo> = BufReader::new(relay::io::Io::Plain(stream));
+    let _ = io.get_mut().write_all(b"220 sink ESMTP\r\n").await;
     let mut current = Received::default();
+    let mut tls = false;
+    let mut user: Option<String> = None;
     let mut line = String::new();
     loop {
         line.clear();
-        if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+        if io.read_line(&mut line).await.unwrap_or(0) == 0 {
             return;
         }
         commands.lock().unwrap().push(line.trim_end().to_string());
         let upper = line.to_ascii_uppercase();
         let answer: String = if upper.starts_with("EHLO") {
-            "250-sink\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250 ENHANCEDSTATUSCODES\r\n".into()
+            let mut ehlo = String::from(
+                "250-sink\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n",
+            );
+            if b.tls.is_some() && !tls {
+                ehlo.push_str("250-STARTTLS\r\n");
+            }
+            if b.auth.is_some() {
+                ehlo.push_str("250-AUTH PLAIN\r\n");
+            }
+            if b.dsn {
+                ehlo.push_str("250-DSN\r\n");
+            }
+            ehlo.push_str("250 ENHANCEDSTATUSCODES\r\n");
+            ehlo
+        } else if upper.starts_with("STARTTLS") && b.tls.is_some() && !tls {
+            let _ = io
+                .get_mut()
+                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await;
+            let relay::io::Io::Plain(tcp) = io.into_inner() else {
+                return;
+            };
+            let acceptor = tokio_rustls::TlsAcceptor::from(b.tls.clone().unwrap());
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            io = BufReader::new(relay::io::Io::Tls(Box::new(stream)));
+            tls = true;
+            continue;
+        } else if upper.starts_with("AUTH PLAIN") && b.auth.is_some() {
+            let (want_user, want_password) = b.auth.clone().unwrap();
+            let given = line.trim_end().split(' ').nth(2).unwrap_or("");
+            let expected = base64_plain(&want_user, &want_password);
+            if given == expected {
+                user = Some(want_user);
+                "235 2.7.0 Authentication successful\r\n".into()
+            } else {
+                "535 5.7.8 Authentication credentials invalid\r\n".into()
+            }
         } else if upper.starts_with("MAIL FROM:") {
-            current = Received::default();
+            current = Received {
+                tls,
+                user: user.clone(),
+                ..Received::default()
+            };
             current.mail_from = between(&line, '<', '>');
+            current.envelope_lines.push(line.trim_end().to_string());
             "250 2.1.0 Ok\r\n".into()
         } else if upper.starts_with("RCPT TO:") {
             let to = between(&line, '<', '>');
             if b.refuse.iter().any(|x| x.eq_ignore_ascii_case(&to)) {
                 "550 5.1.1 <sink> Recipient address rejected: User unknown\r\n".into()
             } else {
+                current.envelope_lines.push(line.trim_end().to_string());
                 current.rcpt_to.push(to);
                 "250 2.1.5 Ok\r\n".into()
             }
         } else if upper.starts_with("DATA") {
-            let _ = w
+            let _ = io
+                .get_mut()
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 .await;
             let mut data = Vec::new();
             let mut byte = [0u8; 1];
             loop {
-                if r.read(&mut byte).await.unwrap_or(0) == 0 {
+                if io.read(&mut byte).await.unwrap_or(0) == 0 {
                     return;
                 }
                 data.push(byte[0]);
@@ -133,20 +210,48 @@ async fn sink_session(
                 format!("{reply}\r\n")
             } else {
                 received.lock().unwrap().push(std::mem::take(&mut current));
+                if b.close_after_message {
+                    let _ = io
+                        .get_mut()
+                        .write_all(b"250 2.0.0 Ok: queued as SINK1\r\n")
+                        .await;
+                    return;
+                }
                 "250 2.0.0 Ok: queued as SINK1\r\n".into()
             }
         } else if upper.starts_with("QUIT") {
-            let _ = w.write_all(b"221 2.0.0 Bye\r\n").await;
+            let _ = io.get_mut().write_all(b"221 2.0.0 Bye\r\n").await;
             return;
         } else if upper.starts_with("RSET") || upper.starts_with("NOOP") {
             "250 2.0.0 Ok\r\n".into()
         } else {
             "502 5.5.1 Not implemented\r\n".into()
         };
-        if w.write_all(answer.as_bytes()).await.is_err() {
+        if io.get_mut().write_all(answer.as_bytes()).await.is_err() {
             return;
         }
     }
+}
+
+/// The AUTH PLAIN initial response for a user and password (RFC 4616).
+pub fn base64_plain(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let raw = format!("\0{user}\0{password}");
+    let mut out = String::new();
+    for chunk in raw.as_bytes().chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (*b as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn between(s: &str, a: char, b: char) -> String {
