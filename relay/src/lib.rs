@@ -14,6 +14,7 @@ pub mod io;
 pub mod lines;
 pub mod metrics;
 pub mod networks;
+pub mod proxy;
 pub mod received;
 pub mod reply;
 pub mod server;
@@ -42,6 +43,8 @@ pub struct Config {
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     pub downstream: downstream::Settings,
+    /// Every connection starts with a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             command_timeout: Duration::from_secs(300),
             data_timeout: Duration::from_secs(180),
             downstream: downstream::Settings::default(),
+            proxy_protocol: false,
         }
     }
 }

@@ -121,6 +121,10 @@ struct Options {
         value_delimiter = ','
     )]
     dns_servers: Vec<SocketAddr>,
+    /// Expect a PROXY protocol v2 header on every connection (behind a load
+    /// balancer that sends one; the port must not be reachable otherwise).
+    #[arg(long, env = "MAILROUTE_PROXY_PROTOCOL")]
+    proxy_protocol: bool,
     /// Port of MX hosts (25; another value only makes sense for tests).
     #[arg(long, env = "MAILROUTE_MX_PORT", default_value_t = 25)]
     mx_port: u16,
@@ -175,6 +179,7 @@ fn main() -> anyhow::Result<()> {
             dns_servers: o.dns_servers,
             mx_port: o.mx_port,
         },
+        proxy_protocol: o.proxy_protocol,
         ..Config::default()
     };
     let source = match o.table {

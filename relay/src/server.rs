@@ -1,7 +1,8 @@
-//! Accepting connections: per-client connection limit, one task per session.
+//! Accepting connections: the PROXY header when configured, the
+//! per-client connection limit, one task per session.
 
 use crate::reply::{reply, to_bytes};
-use crate::{Shared, session};
+use crate::{Shared, proxy, session};
 use std::net::IpAddr;
 use std::sync::Arc;
 use tokio::io::AsyncWriteExt;
@@ -60,7 +61,23 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {
-            let Some(_slot) = ClientSlot::take(&shared, peer.ip()) else {
+            let client = if shared.config.proxy_protocol {
+                let header = proxy::read_client(&mut stream);
+                match tokio::time::timeout(shared.config.command_timeout, header).await {
+                    Ok(Ok(client)) => client.unwrap_or(peer.ip()),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%peer, error = %e, "connection without a valid PROXY header closed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "no PROXY header in time; connection closed");
+                        return;
+                    }
+                }
+            } else {
+                peer.ip()
+            };
+            let Some(_slot) = ClientSlot::take(&shared, client) else {
                 let r = reply(
                     421,
                     "4.7.0",
@@ -69,7 +86,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let _ = stream.write_all(&to_bytes(&r)).await;
                 return;
             };
-            session::run(stream, peer.ip(), shared).await;
+            session::run(stream, client, shared).await;
         });
     }
 }

@@ -333,7 +333,13 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Client {
-        let s = TcpStream::connect(addr).await.unwrap();
+        Client::connect_after(addr, b"").await
+    }
+
+    /// Sends `preamble` (a PROXY header) before reading the greeting.
+    pub async fn connect_after(addr: SocketAddr, preamble: &[u8]) -> Client {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(preamble).await.unwrap();
         let (r, w) = s.into_split();
         let mut c = Client {
             r: BufReader::new(r),
