@@ -5,7 +5,7 @@
 
 use crate::Shared;
 use crate::data::{self, DataLimits, DataOutcome};
-use crate::downstream::{HopId, MailParams, NextHop, RcptParams};
+use crate::downstream::{Envelope, HopId, MailParams, NextHop, RcptParams};
 use crate::io::{Io, ServerIo};
 use crate::lines::{Line, LineReader};
 use crate::received::Trace;
@@ -350,7 +350,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             );
         }
         let id = HopId::of(connector, route, &recipient);
-        match &tx.hop {
+        let dsn = RcptParams {
+            notify: to.flags
+                & (RCPT_NOTIFY_NEVER
+                    | RCPT_NOTIFY_SUCCESS
+                    | RCPT_NOTIFY_FAILURE
+                    | RCPT_NOTIFY_DELAY),
+            orcpt: to.orcpt,
+        };
+        let answer = match &mut tx.hop {
             Some(hop) if hop.id != id => {
                 // One next hop per transaction: the sender retries this one
                 // in a transaction of its own (RFC 5321 §4.5.3.1.10).
@@ -361,29 +369,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 );
                 return (r, "OtherNextHop");
             }
-            Some(_) => {}
+            Some(hop) => hop.rcpt(&recipient, &to.address, &dsn).await,
             None => {
                 let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
-                match shared
-                    .outbound
-                    .start(id, route, domain, &tx.from, &tx.params)
-                    .await
-                {
-                    Ok(hop) => tx.hop = Some(hop),
-                    Err(r) => return (r, "NextHopUnreachable"),
+                let envelope = Envelope {
+                    from: &tx.from,
+                    params: &tx.params,
+                    to: &recipient,
+                    original: &to.address,
+                    dsn: &dsn,
+                };
+                match shared.outbound.start(id, route, domain, &envelope).await {
+                    Ok((hop, r)) => {
+                        tx.hop = Some(hop);
+                        Ok(r)
+                    }
+                    Err((r, reason)) => return (r, reason),
                 }
             }
-        }
-        let hop = tx.hop.as_mut().expect("next hop set above");
-        let dsn = RcptParams {
-            notify: to.flags
-                & (RCPT_NOTIFY_NEVER
-                    | RCPT_NOTIFY_SUCCESS
-                    | RCPT_NOTIFY_FAILURE
-                    | RCPT_NOTIFY_DELAY),
-            orcpt: to.orcpt,
         };
-        match hop.rcpt(&recipient, &to.address, &dsn).await {
+        match answer {
             Ok(r) if r.is_positive_completion() => {
                 tx.recipients.push(recipient);
                 (reply(250, "2.1.5", "Ok"), "Routed")

@@ -110,6 +110,32 @@ async fn a_next_hop_connection_serves_many_transactions() {
 }
 
 #[tokio::test]
+async fn mail_and_the_first_rcpt_share_a_round_trip_only_with_pipelining() {
+    for (no_pipelining, round_trips) in [(false, 3), (true, 4)] {
+        let sink = Sink::start(SinkBehaviour {
+            no_pipelining,
+            ..Default::default()
+        })
+        .await;
+        let relay = Relay::with_objects(
+            config(),
+            &one_route("ann@mbx.example.com", &sink.smart_host()),
+        )
+        .await;
+        let (rcpt, data) = send_one(&relay).await;
+        assert!(
+            rcpt.starts_with("250") && data.starts_with("250"),
+            "{rcpt} {data}"
+        );
+        let metrics = relay.shared.metrics.render(&relay.tables);
+        // EHLO is part of opening; MAIL(+RCPT), [RCPT,] DATA and the dot are timed.
+        let line = format!("mailroute_relay_downstream_latency_seconds_count {round_trips}\n");
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+        assert_eq!(sink.messages()[0].rcpt_to, vec!["ann@mbx.example.com"]);
+    }
+}
+
+#[tokio::test]
 async fn a_kept_connection_the_next_hop_closed_is_replaced_without_the_client_noticing() {
     let sink = Sink::start(SinkBehaviour {
         close_after_message: true,

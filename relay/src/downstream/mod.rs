@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use routing::table::ConnectorRoute;
 use smtp_proto::{
-    EXT_8BIT_MIME, EXT_DSN, EXT_SIZE, EXT_SMTP_UTF8, MAIL_RET_FULL, MAIL_RET_HDRS,
+    EXT_8BIT_MIME, EXT_DSN, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, MAIL_RET_FULL, MAIL_RET_HDRS,
     RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS,
 };
 use std::net::SocketAddr;
@@ -118,6 +118,27 @@ pub struct RcptParams {
     pub orcpt: Option<String>,
 }
 
+/// What a transaction starts with at its next hop.
+pub struct Envelope<'a> {
+    pub from: &'a str,
+    pub params: &'a MailParams,
+    /// The first recipient as routed, as the client gave it, and its DSN
+    /// parameters.
+    pub to: &'a str,
+    pub original: &'a str,
+    pub dsn: &'a RcptParams,
+}
+
+/// How beginning a transaction on a connection went.
+enum Begin {
+    /// MAIL accepted; the first RCPT's reply.
+    Open(Reply),
+    /// MAIL refused (or a parameter we cannot pass on); no transaction.
+    Refused(Reply),
+    /// The connection failed.
+    Broken(Reply),
+}
+
 /// The relay's side of all next hops.
 pub struct Outbound {
     settings: Settings,
@@ -156,57 +177,55 @@ impl Outbound {
         self.pool.idle_count()
     }
 
-    /// A next hop for `id` that accepted MAIL FROM: an idle connection when
-    /// one is kept and still alive, else the route's hosts in order until
-    /// one works.
+    /// A next hop for `id` with the transaction begun: MAIL FROM and the
+    /// first RCPT (pipelined when the next hop offers PIPELINING), on an
+    /// idle connection when one is kept and still alive, else on the
+    /// route's hosts in order until one works. Ok carries the first RCPT's
+    /// reply; Err the reply for our client and the reason for metrics.
     pub async fn start(
         &self,
         id: HopId,
         route: &ConnectorRoute,
         recipient_domain: &str,
-        from: &str,
-        params: &MailParams,
-    ) -> Result<NextHop, Reply> {
+        envelope: &Envelope<'_>,
+    ) -> Result<(NextHop, Reply), (Reply, &'static str)> {
         let key = pool_key(&id, route);
         if let Some(conn) = self.pool.take(&key) {
             let mut hop = self.hop(conn, id.clone(), key.clone());
-            let mail = mail_command(from, params, &hop.conn.ehlo)?;
-            match hop.cmd(mail).await {
-                Ok(r) if r.is_positive_completion() => {
+            match hop.begin(envelope).await {
+                Begin::Open(r) => {
                     self.reused.inc();
-                    return Ok(hop);
+                    return Ok((hop, r));
                 }
-                Ok(r) if r.code != 421 => return Err(passed_back(&r)),
+                Begin::Refused(r) => {
+                    hop.release(self);
+                    return Err((r, "NextHop"));
+                }
                 // The kept connection went stale (closed or timed out by
                 // the next hop): open a new one.
-                _ => {}
+                Begin::Broken(_) => {}
             }
         }
         let targets = self
             .dns
             .targets(route, recipient_domain, self.settings.mx_port)
             .await
-            .map_err(|u| unroutable(u, route))?;
+            .map_err(|u| (unroutable(u, route), "NextHopUnreachable"))?;
         let mut last = None;
         for target in &targets {
             match self.open(target, route).await {
                 Ok(conn) => {
                     self.opened.inc();
                     let mut hop = self.hop(conn, id, key);
-                    let mail = match mail_command(from, params, &hop.conn.ehlo) {
-                        Ok(m) => m,
-                        Err(r) => {
+                    return match hop.begin(envelope).await {
+                        Begin::Open(r) => Ok((hop, r)),
+                        Begin::Refused(r) => {
+                            // No transaction was opened: the connection stays good.
                             hop.release(self);
-                            return Err(r);
+                            Err((r, "NextHop"))
                         }
+                        Begin::Broken(r) => Err((r, "NextHopLost")),
                     };
-                    let r = hop.cmd(mail).await?;
-                    if r.is_positive_completion() {
-                        return Ok(hop);
-                    }
-                    // No transaction was opened: the connection stays good.
-                    hop.release(self);
-                    return Err(passed_back(&r));
                 }
                 Err(f) => {
                     tracing::warn!(connector = %route.name, host = %target.name, addr = %target.addr, error = %f.detail, "next hop failed; trying the next one");
@@ -216,7 +235,7 @@ impl Outbound {
         }
         let f = last.expect("targets() returns at least one target");
         tracing::warn!(connector = %route.name, error = %f.detail, "no host of the connector could take the mail");
-        Err(f.reply)
+        Err((f.reply, "NextHopUnreachable"))
     }
 
     fn hop(&self, conn: Connection, id: HopId, key: String) -> NextHop {
@@ -345,6 +364,44 @@ impl NextHop {
         &self.conn.host
     }
 
+    /// MAIL and the first RCPT, in one round trip when the next hop
+    /// offers PIPELINING (RFC 2920).
+    async fn begin(&mut self, e: &Envelope<'_>) -> Begin {
+        let mail = match mail_command(e.from, e.params, &self.conn.ehlo) {
+            Ok(m) => m,
+            Err(r) => return Begin::Refused(r),
+        };
+        let rcpt = self.rcpt_command(e.to, e.original, e.dsn);
+        if let (Ok(rcpt), true) = (&rcpt, self.conn.ehlo.capabilities & EXT_PIPELINING != 0) {
+            let start = Instant::now();
+            let replies = self
+                .conn
+                .client
+                .cmds([mail.as_bytes(), rcpt.as_bytes()])
+                .await;
+            self.latency.observe(start.elapsed().as_secs_f64());
+            return match replies.as_deref() {
+                Ok([m, r]) if m.is_positive_completion() => Begin::Open(passed_back(r)),
+                Ok([m, _]) if m.code != 421 => Begin::Refused(passed_back(m)),
+                Ok(_) => Begin::Broken(reply(421, "4.4.2", "Next hop closing; try again later")),
+                Err(e) => Begin::Broken(lost(e)),
+            };
+        }
+        match self.cmd(mail).await {
+            Ok(m) if m.is_positive_completion() => {}
+            Ok(m) if m.code != 421 => return Begin::Refused(passed_back(&m)),
+            Ok(m) => return Begin::Broken(passed_back(&m)),
+            Err(r) => return Begin::Broken(r),
+        }
+        match rcpt {
+            Err(refusal) => Begin::Open(refusal),
+            Ok(rcpt) => match self.cmd(rcpt).await {
+                Ok(r) => Begin::Open(passed_back(&r)),
+                Err(r) => Begin::Broken(r),
+            },
+        }
+    }
+
     /// RCPT TO and the next hop's reply, whatever it is. `original` is the
     /// address the client gave, sent as ORCPT when we rewrote it and the
     /// next hop keeps DSN records.
@@ -354,6 +411,15 @@ impl NextHop {
         original: &str,
         dsn: &RcptParams,
     ) -> Result<Reply, Reply> {
+        match self.rcpt_command(to, original, dsn) {
+            Ok(cmd) => self.cmd(cmd).await.map(|r| passed_back(&r)),
+            Err(refusal) => Ok(refusal),
+        }
+    }
+
+    /// The RCPT command, or the refusal of DSN requests this next hop
+    /// cannot keep.
+    fn rcpt_command(&self, to: &str, original: &str, dsn: &RcptParams) -> Result<String, Reply> {
         let mut cmd = format!("RCPT TO:<{to}>");
         if self.conn.ehlo.capabilities & EXT_DSN != 0 {
             if dsn.notify != 0 {
@@ -383,15 +449,14 @@ impl NextHop {
             // Without DSN downstream, neither a success notice nor silence
             // on failure can be promised, and we keep no queue to promise
             // it ourselves.
-            return Ok(reply(
+            return Err(reply(
                 555,
                 "5.5.4",
                 "NOTIFY=SUCCESS or NEVER cannot be honoured: the next hop does not support DSN",
             ));
         }
         cmd.push_str("\r\n");
-        let r = self.cmd(cmd).await?;
-        Ok(passed_back(&r))
+        Ok(cmd)
     }
 
     /// DATA; Ok once the next hop said 354.

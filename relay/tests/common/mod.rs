@@ -45,6 +45,8 @@ pub struct SinkBehaviour {
     /// Close the connection after each transaction, as a server with a
     /// short idle timeout would, without telling.
     pub close_after_message: bool,
+    /// Do not offer PIPELINING.
+    pub no_pipelining: bool,
 }
 
 pub struct Sink {
@@ -126,9 +128,11 @@ async fn sink_session(
         commands.lock().unwrap().push(line.trim_end().to_string());
         let upper = line.to_ascii_uppercase();
         let answer: String = if upper.starts_with("EHLO") {
-            let mut ehlo = String::from(
-                "250-sink\r\n250-PIPELINING\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n",
-            );
+            let mut ehlo =
+                String::from("250-sink\r\n250-SIZE 52428800\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n");
+            if !b.no_pipelining {
+                ehlo.push_str("250-PIPELINING\r\n");
+            }
             if b.tls.is_some() && !tls {
                 ehlo.push_str("250-STARTTLS\r\n");
             }
