@@ -467,6 +467,15 @@ pub fn one_route(target: &str, smart_host: &str) -> routing::Objects {
     o
 }
 
+/// A loopback port free a moment ago, for processes that need a fixed one.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// Two recording sinks, for routes to two next hops.
 pub async fn two_sinks() -> (Sink, Sink) {
     (
