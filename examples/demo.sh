@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The local demo: a relay on 127.0.0.1:2525 routing one of the examples to
 # local sinks that stand in for its smart hosts (the examples name 10.x
-# servers). Sends a message to every address the scenario lists, plus one
-# that does not exist, and shows where each went.
+# servers). Sends a message to every address the scenario lists, one in each
+# connector's address space, and one that does not exist, and shows where
+# each went.
 #
 #   bash examples/demo.sh [examples/1-alias-table.yaml]     (needs cargo, python3)
 set -euo pipefail
@@ -35,7 +36,7 @@ done < "$WORK/sinks"
 echo "== mailroute-relay on 127.0.0.1:2525 (metrics on 127.0.0.1:9090)"
 ./target/release/mailroute-relay --listen 127.0.0.1:2525 --metrics-listen 127.0.0.1:9090 \
   --hostname relay.demo --manifests "$WORK/scenario.yaml" >"$WORK/relay.log" 2>&1 & pids+=($!)
-for _ in $(seq 50); do curl -sf 127.0.0.1:9090/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null && break; sleep 0.1; done
 
 echo "== sending"
 python3 - "$SCENARIO" <<'PY'
@@ -44,6 +45,11 @@ text = open(sys.argv[1]).read()
 addresses = []
 for group in re.findall(r'proxyAddresses:\s*\[([^\]]*)\]', text):
     addresses += [a.strip() for a in group.split(',') if a.strip()]
+# One address in each connector address space (a wildcard gets "sub."; "*"
+# would go to the Internet by MX, so it is left out).
+for domain in re.findall(r'\{domain:\s*"?([^",}\s]+)"?', text):
+    if domain != "*":
+        addresses.append("x@" + domain.replace("*.", "sub."))
 domains = re.findall(r'domain:\s*([a-z0-9.-]+)\s*\n\s*type:\s*Authoritative', text)
 if domains:
     addresses.append(f"nobody@{domains[0]}")

@@ -371,7 +371,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Some(hop) => hop.rcpt(&recipient, &to.address, &dsn).await,
             None => {
-                let domain = recipient.rsplit_once('@').map_or("", |(_, d)| d);
                 let envelope = Envelope {
                     from: &tx.from,
                     params: &tx.params,
@@ -379,7 +378,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     original: &to.address,
                     dsn: &dsn,
                 };
-                match shared.outbound.start(id, route, domain, &envelope).await {
+                match shared.outbound.start(id, route, &envelope).await {
                     Ok((hop, r)) => {
                         tx.hop = Some(hop);
                         Ok(r)

@@ -34,6 +34,17 @@ fn certificate() -> (CertificateDer<'static>, Arc<ServerConfig>) {
     (cert, Arc::new(config))
 }
 
+/// A sink behaving as `b`, and a relay routing ann@example.com to it.
+async fn routed_to(b: SinkBehaviour) -> (Sink, Relay) {
+    let sink = Sink::start(b).await;
+    let relay = Relay::with_objects(
+        config(),
+        &one_route("ann@mbx.example.com", &sink.smart_host()),
+    )
+    .await;
+    (sink, relay)
+}
+
 /// One route to `sink` through a connector shaped by `shape`.
 fn route_with(
     sink: &Sink,
@@ -65,12 +76,7 @@ async fn send_one(relay: &Relay) -> (String, String) {
 
 #[tokio::test]
 async fn a_next_hop_connection_serves_many_transactions() {
-    let sink = Sink::start(SinkBehaviour::default()).await;
-    let relay = Relay::with_objects(
-        config(),
-        &one_route("ann@mbx.example.com", &sink.smart_host()),
-    )
-    .await;
+    let (sink, relay) = routed_to(SinkBehaviour::default()).await;
     for _ in 0..3 {
         let (rcpt, data) = send_one(&relay).await;
         assert!(
@@ -112,15 +118,10 @@ async fn a_next_hop_connection_serves_many_transactions() {
 #[tokio::test]
 async fn mail_and_the_first_rcpt_share_a_round_trip_only_with_pipelining() {
     for (no_pipelining, round_trips) in [(false, 3), (true, 4)] {
-        let sink = Sink::start(SinkBehaviour {
+        let (sink, relay) = routed_to(SinkBehaviour {
             no_pipelining,
             ..Default::default()
         })
-        .await;
-        let relay = Relay::with_objects(
-            config(),
-            &one_route("ann@mbx.example.com", &sink.smart_host()),
-        )
         .await;
         let (rcpt, data) = send_one(&relay).await;
         assert!(
@@ -137,15 +138,10 @@ async fn mail_and_the_first_rcpt_share_a_round_trip_only_with_pipelining() {
 
 #[tokio::test]
 async fn a_kept_connection_the_next_hop_closed_is_replaced_without_the_client_noticing() {
-    let sink = Sink::start(SinkBehaviour {
+    let (sink, relay) = routed_to(SinkBehaviour {
         close_after_message: true,
         ..Default::default()
     })
-    .await;
-    let relay = Relay::with_objects(
-        config(),
-        &one_route("ann@mbx.example.com", &sink.smart_host()),
-    )
     .await;
     for _ in 0..3 {
         let (rcpt, data) = send_one(&relay).await;
@@ -520,15 +516,10 @@ async fn dns_failure_defers() {
 
 #[tokio::test]
 async fn dsn_parameters_pass_through_to_a_next_hop_that_supports_them() {
-    let sink = Sink::start(SinkBehaviour {
+    let (sink, relay) = routed_to(SinkBehaviour {
         dsn: true,
         ..Default::default()
     })
-    .await;
-    let relay = Relay::with_objects(
-        config(),
-        &one_route("ann@mbx.example.com", &sink.smart_host()),
-    )
     .await;
     let mut c = Client::connect(relay.addr).await;
     assert!(c.cmd("EHLO client.test").await.contains("250-DSN"));
@@ -553,12 +544,7 @@ async fn dsn_parameters_pass_through_to_a_next_hop_that_supports_them() {
 
 #[tokio::test]
 async fn dsn_requests_a_next_hop_cannot_keep_are_refused() {
-    let sink = Sink::start(SinkBehaviour::default()).await;
-    let relay = Relay::with_objects(
-        config(),
-        &one_route("ann@mbx.example.com", &sink.smart_host()),
-    )
-    .await;
+    let (sink, relay) = routed_to(SinkBehaviour::default()).await;
     let mut c = Client::connect(relay.addr).await;
     c.cmd("EHLO client.test").await;
     assert!(

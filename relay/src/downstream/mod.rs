@@ -169,14 +169,6 @@ impl Outbound {
         }
     }
 
-    pub fn timeouts(&self) -> &Timeouts {
-        &self.settings.timeouts
-    }
-
-    pub fn idle_connections(&self) -> usize {
-        self.pool.idle_count()
-    }
-
     /// A next hop for `id` with the transaction begun: MAIL FROM and the
     /// first RCPT (pipelined when the next hop offers PIPELINING), on an
     /// idle connection when one is kept and still alive, else on the
@@ -186,7 +178,6 @@ impl Outbound {
         &self,
         id: HopId,
         route: &ConnectorRoute,
-        recipient_domain: &str,
         envelope: &Envelope<'_>,
     ) -> Result<(NextHop, Reply), (Reply, &'static str)> {
         let key = pool_key(&id, route);
@@ -208,7 +199,7 @@ impl Outbound {
         }
         let targets = self
             .dns
-            .targets(route, recipient_domain, self.settings.mx_port)
+            .targets(route, id.mx_domain.as_deref(), self.settings.mx_port)
             .await
             .map_err(|u| (unroutable(u, route), "NextHopUnreachable"))?;
         let mut last = None;
@@ -359,11 +350,6 @@ pub struct NextHop {
 }
 
 impl NextHop {
-    /// The host we reached, for logs.
-    pub fn host(&self) -> &str {
-        &self.conn.host
-    }
-
     /// MAIL and the first RCPT, in one round trip when the next hop
     /// offers PIPELINING (RFC 2920).
     async fn begin(&mut self, e: &Envelope<'_>) -> Begin {

@@ -17,9 +17,6 @@ use tokio_rustls::rustls::pki_types::ServerName;
 pub struct Connection {
     pub client: SmtpClient<ClientIo>,
     pub ehlo: EhloResponse<String>,
-    /// The name and address we reached, for logs.
-    pub host: String,
-    pub tls: bool,
     pub born: Instant,
 }
 
@@ -108,8 +105,6 @@ impl Outbound {
         Ok(Connection {
             client: conn.0,
             ehlo: conn.1,
-            host: format!("{} [{}]", target.name, target.addr),
-            tls,
             born: Instant::now(),
         })
     }

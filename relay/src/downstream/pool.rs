@@ -32,7 +32,6 @@ struct Idle {
     since: Instant,
 }
 
-#[derive(Default)]
 pub struct Pool {
     limits: PoolLimits,
     idle: Mutex<HashMap<String, Vec<Idle>>>,
@@ -79,14 +78,5 @@ impl Pool {
         if list.len() < self.limits.max_idle {
             list.push(Idle { conn, since: now });
         }
-    }
-
-    pub fn idle_count(&self) -> usize {
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .values()
-            .map(Vec::len)
-            .sum()
     }
 }

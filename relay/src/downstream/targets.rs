@@ -62,15 +62,16 @@ impl Dns {
         Dns { resolver }
     }
 
-    /// The addresses to try for `route`, in order; `domain` is the
-    /// recipient's domain, used when the route has no smart hosts.
+    /// The addresses to try for `route`, in order: the MX hosts of
+    /// `mx_domain` (the recipient's domain, given when the route has no
+    /// smart hosts), else the smart hosts.
     pub async fn targets(
         &self,
         route: &ConnectorRoute,
-        domain: &str,
+        mx_domain: Option<&str>,
         mx_port: u16,
     ) -> Result<Vec<Target>, Unroutable> {
-        if route.smart_hosts.is_empty() {
+        if let Some(domain) = mx_domain {
             return self.mx(domain, mx_port).await;
         }
         let mut targets = Vec::new();
