@@ -76,6 +76,9 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Run the controller: compile every watched namespace into its
+    /// published table and write each object's status.
+    Operator(operator::controller::Options),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +93,15 @@ fn main() -> ExitCode {
         } => commands::trace(&input, &address, relay_allowed, format),
         Command::Compile { input, dir } => commands::compile(&input, &dir),
         Command::Crds => commands::crds(),
+        Command::Operator(options) => {
+            ops::init_json_logs();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|rt| rt.block_on(operator::controller::run(options)))
+                .map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

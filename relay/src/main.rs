@@ -142,13 +142,7 @@ fn extra_roots(path: Option<&PathBuf>) -> anyhow::Result<Vec<CertificateDer<'sta
 
 fn main() -> anyhow::Result<()> {
     let o = Options::parse();
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("MAILROUTE_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    ops::init_json_logs();
     let relay_networks = networks::parse_list(&o.relay_networks)
         .map_err(|e| anyhow::anyhow!("--relay-networks: {e}"))?;
     let config = Config {
@@ -202,7 +196,7 @@ fn main() -> anyhow::Result<()> {
         let shared = Shared::with_tls(config, tables, tls);
         tokio::spawn(http::serve(http, shared.clone()));
         let accepting = tokio::spawn(server::serve(smtp, shared.clone()));
-        shutdown_signal().await;
+        ops::shutdown_signal().await;
         tracing::info!(timeout_s = o.drain_timeout, "draining: no new connections, finishing transactions in flight");
         shared.drain();
         let _ = accepting.await;
@@ -213,14 +207,4 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
-}
-
-/// SIGTERM (Kubernetes) or SIGINT.
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -185,6 +185,22 @@ impl ObjectReport {
         }
     }
 
+    /// An object that could not even be read (it does not match the types,
+    /// e.g. written under an older schema): Ready False, `InvalidSpec`. It
+    /// takes no part in the table; the others go on without it.
+    pub fn unreadable(
+        kind: Kind,
+        name: String,
+        generation: Option<i64>,
+        error: &str,
+    ) -> ObjectReport {
+        let problem = Problem {
+            reason: Reason::InvalidSpec,
+            message: format!("{kind}/{name} could not be read: {error}"),
+        };
+        ObjectReport::new(kind, name, generation, vec![problem], String::new())
+    }
+
     pub fn is_ready(&self) -> bool {
         self.conditions[0].status
     }

@@ -1,0 +1,273 @@
+//! The operator's view of the cluster: reflector caches of the four kinds
+//! (through `DeserializeGuard`, so one unreadable object cannot stop the
+//! rest) and of the ConfigMaps it manages. Every replica keeps them warm;
+//! a reconcile reads only from here, never from the API server, so a
+//! namespace with nothing to change costs no request at all.
+
+use super::publish::{TABLE_LABEL, managed_selector};
+use super::status::Current;
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use routing::crd::{
+    AddressSpace, Kind, MailContact, MailContactStatus, RecipientPolicy, SmtpConnector,
+};
+use routing::{ObjectReport, Objects};
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+type Guarded<K> = DeserializeGuard<K>;
+
+/// The caches, one store per kind and watched namespace.
+#[derive(Clone, Default)]
+pub struct Caches {
+    pub spaces: Vec<Store<Guarded<AddressSpace>>>,
+    pub policies: Vec<Store<Guarded<RecipientPolicy>>>,
+    pub contacts: Vec<Store<Guarded<MailContact>>>,
+    pub connectors: Vec<Store<Guarded<SmtpConnector>>>,
+    pub tables: Vec<Store<ConfigMap>>,
+}
+
+/// One namespace as the reconciler sees it.
+#[derive(Default)]
+pub struct Snapshot {
+    pub objects: Objects,
+    /// Objects that could not be read, as reports (Ready False, InvalidSpec).
+    pub unreadable: Vec<ObjectReport>,
+    /// Each object's generation and status now, by kind and name.
+    pub current: HashMap<(Kind, String), Current>,
+}
+
+impl Snapshot {
+    pub fn is_empty(&self) -> bool {
+        let o = &self.objects;
+        self.unreadable.is_empty()
+            && o.address_spaces.is_empty()
+            && o.policies.is_empty()
+            && o.contacts.is_empty()
+            && o.connectors.is_empty()
+    }
+}
+
+/// How each kind's status reads as the common status shape.
+trait HasStatus {
+    fn current_status(&self) -> Option<MailContactStatus>;
+}
+
+macro_rules! plain_status {
+    ($($t:ty),*) => {$(
+        impl HasStatus for $t {
+            fn current_status(&self) -> Option<MailContactStatus> {
+                self.status.as_ref().map(|s| MailContactStatus {
+                    observed_generation: s.observed_generation,
+                    conditions: s.conditions.clone(),
+                    ..MailContactStatus::default()
+                })
+            }
+        }
+    )*};
+}
+plain_status!(AddressSpace, RecipientPolicy, SmtpConnector);
+
+impl HasStatus for MailContact {
+    fn current_status(&self) -> Option<MailContactStatus> {
+        self.status.clone()
+    }
+}
+
+impl Caches {
+    pub fn snapshot(&self, namespace: &str) -> Snapshot {
+        let mut s = Snapshot::default();
+        s.objects.address_spaces = collect(&self.spaces, Kind::AddressSpace, namespace, &mut s);
+        s.objects.policies = collect(&self.policies, Kind::RecipientPolicy, namespace, &mut s);
+        s.objects.contacts = collect(&self.contacts, Kind::MailContact, namespace, &mut s);
+        s.objects.connectors = collect(&self.connectors, Kind::SmtpConnector, namespace, &mut s);
+        s
+    }
+
+    /// The ConfigMaps of `table` in `namespace` as the cache has them.
+    pub fn table_configmaps(&self, namespace: &str, table: &str) -> Vec<Arc<ConfigMap>> {
+        self.tables
+            .iter()
+            .flat_map(Store::state)
+            .filter(|c| c.namespace().as_deref() == Some(namespace))
+            .filter(|c| c.labels().get(TABLE_LABEL).map(String::as_str) == Some(table))
+            .collect()
+    }
+
+    /// Every namespace that holds any mailroute object or managed ConfigMap.
+    pub fn namespaces(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        fn add<K: Resource + Clone>(all: &mut Vec<String>, stores: &[Store<K>])
+        where
+            K::DynamicType: Eq + std::hash::Hash + Clone,
+        {
+            all.extend(
+                stores
+                    .iter()
+                    .flat_map(Store::state)
+                    .filter_map(|o| o.namespace()),
+            );
+        }
+        add(&mut all, &self.spaces);
+        add(&mut all, &self.policies);
+        add(&mut all, &self.contacts);
+        add(&mut all, &self.connectors);
+        add(&mut all, &self.tables);
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// Resolves once every store has its initial list.
+    pub async fn wait_until_ready(&self) {
+        for s in &self.spaces {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.policies {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.contacts {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.connectors {
+            let _ = s.wait_until_ready().await;
+        }
+        for s in &self.tables {
+            let _ = s.wait_until_ready().await;
+        }
+    }
+}
+
+fn collect<K>(stores: &[Store<Guarded<K>>], kind: Kind, namespace: &str, s: &mut Snapshot) -> Vec<K>
+where
+    K: Resource<DynamicType = ()> + HasStatus + Clone,
+{
+    let mut objects = Vec::new();
+    for guarded in stores.iter().flat_map(Store::state) {
+        if guarded.namespace().as_deref() != Some(namespace) {
+            continue;
+        }
+        let name = guarded.name_any();
+        let generation = guarded.meta().generation;
+        match &guarded.0 {
+            Ok(object) => {
+                let current = Current {
+                    generation,
+                    status: object.current_status(),
+                };
+                s.current.insert((kind, name), current);
+                objects.push(object.clone());
+            }
+            Err(invalid) => {
+                // Its status cannot be read either: compare against nothing,
+                // which writes it once per reconcile at most until it is fixed.
+                s.current.insert(
+                    (kind, name.clone()),
+                    Current {
+                        generation,
+                        status: None,
+                    },
+                );
+                s.unreadable.push(ObjectReport::unreadable(
+                    kind,
+                    name,
+                    generation,
+                    &invalid.error,
+                ));
+            }
+        }
+    }
+    objects
+}
+
+/// Where to watch: every namespace, or the listed ones.
+fn apis<K>(client: &Client, namespaces: &[String]) -> Vec<Api<K>>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    }
+}
+
+/// A change the reconciler must look at: the namespace it happened in.
+pub type Changes = std::pin::Pin<Box<dyn Stream<Item = String> + Send>>;
+
+/// One reflector per Api; yields the namespace of every changed object.
+fn reflect<K>(apis: Vec<Api<K>>, config: &watcher::Config) -> (Vec<Store<K>>, Vec<Changes>)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let mut stores = Vec::new();
+    let mut changes: Vec<Changes> = Vec::new();
+    for api in apis {
+        let (store, writer): (Store<K>, Writer<K>) = reflector::store();
+        let kind = K::kind(&());
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, config.clone())
+                .default_backoff()
+                .modify(|o| {
+                    // Neither is ever read; at 100k contacts they would be
+                    // most of the cache.
+                    o.meta_mut().managed_fields = None;
+                    if let Some(a) = o.meta_mut().annotations.as_mut() {
+                        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                    }
+                }),
+        )
+        .filter_map(move |event| {
+            let kind = kind.clone();
+            async move {
+                match event {
+                    Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => {
+                        o.namespace()
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
+                        None
+                    }
+                }
+            }
+        });
+        stores.push(store);
+        changes.push(Box::pin(stream));
+    }
+    (stores, changes)
+}
+
+/// Starts watching everything the operator needs.
+pub fn watch(client: &Client, namespaces: &[String]) -> (Caches, Vec<Changes>) {
+    let all = watcher::Config::default();
+    let managed = watcher::Config::default().labels(&managed_selector());
+    let mut changes = Vec::new();
+    let mut caches = Caches::default();
+    let (s, c) = reflect(apis(client, namespaces), &all);
+    caches.spaces = s;
+    changes.extend(c);
+    let (s, c) = reflect(apis(client, namespaces), &all);
+    caches.policies = s;
+    changes.extend(c);
+    let (s, c) = reflect(apis(client, namespaces), &all);
+    caches.contacts = s;
+    changes.extend(c);
+    let (s, c) = reflect(apis(client, namespaces), &all);
+    caches.connectors = s;
+    changes.extend(c);
+    let (s, c) = reflect(apis(client, namespaces), &managed);
+    caches.tables = s;
+    changes.extend(c);
+    (caches, changes)
+}

@@ -1,0 +1,374 @@
+//! Reconciling one namespace: dereference → compile → publish → status →
+//! events, and the error policy. The namespace is the unit: any change to
+//! any of its objects compiles all of them, since a contact's routing
+//! depends on every space and connector beside it.
+
+use super::caches::{Caches, Snapshot};
+use super::leader::Leadership;
+use super::metrics::Metrics;
+use super::publish::{self, FIELD_MANAGER};
+use super::status::{self, StatusUpdate};
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, ResourceExt};
+use routing::crd::{API_VERSION, AddressSpace, Kind, MailContact, RecipientPolicy, SmtpConnector};
+use routing::table::encode;
+use routing::{CompileOptions, ObjectReport};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// `--table-name`: the ConfigMap(s) the table is published as.
+    pub table_name: String,
+    /// Status writes in flight at once (each is one small PATCH).
+    pub status_concurrency: usize,
+    /// First and largest wait after a transient error.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            table_name: "mailroute-table".into(),
+            status_concurrency: 8,
+            backoff_min: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+pub struct Context {
+    pub client: Client,
+    pub caches: Caches,
+    pub settings: Settings,
+    /// The relay's names and addresses (`--self` plus the relay Service).
+    pub self_addresses: RwLock<Vec<String>>,
+    pub leader: Leadership,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// The clock for `lastTransitionTime`, whole seconds (as the API stores it).
+    pub clock: fn() -> Time,
+    /// Consecutive transient failures per namespace, for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+    /// Unreadable objects whose status was written, by namespace, kind, name
+    /// and generation: their current status cannot be read to compare.
+    unreadable_written: Mutex<HashSet<(String, Kind, String, Option<i64>)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        caches: Caches,
+        settings: Settings,
+        self_addresses: Vec<String>,
+        leader: Leadership,
+        recorder: Recorder,
+    ) -> Context {
+        Context {
+            client,
+            caches,
+            settings,
+            self_addresses: RwLock::new(self_addresses),
+            leader,
+            recorder,
+            metrics: Metrics::default(),
+            clock: now,
+            failures: Mutex::default(),
+            unreadable_written: Mutex::default(),
+        }
+    }
+}
+
+pub fn now() -> Time {
+    let t = k8s_openapi::jiff::Timestamp::now();
+    Time(k8s_openapi::jiff::Timestamp::from_second(t.as_second()).expect("now is in range"))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what}: {source}")]
+    Write {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("lost the lease while writing; the new leader takes over")]
+    LostLeadership,
+}
+
+impl Error {
+    /// The API server refused the content itself: retrying the same
+    /// request cannot help, so wait for a change to the objects.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            Error::Write {
+                source: kube::Error::Api(status),
+                ..
+            } => matches!(status.code, 400 | 413 | 422),
+            _ => false,
+        }
+    }
+
+    pub fn metric_kind(&self) -> &'static str {
+        match self {
+            Error::LostLeadership => "lost_leadership",
+            e if e.is_permanent() => "invalid",
+            _ => "api",
+        }
+    }
+}
+
+fn write_error(what: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let what = what.into();
+    move |source| Error::Write { what, source }
+}
+
+/// Compiles, publishes and writes status for one namespace.
+pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ns = namespace.name_any();
+    if !ctx.leader.is_leader() {
+        // Caches stay warm; the new leader reconciles everything on taking over.
+        ctx.metrics.count_reconcile("skipped");
+        return Ok(Action::await_change());
+    }
+    let started = Instant::now();
+    let result = reconcile_namespace(&ns, &ctx).await;
+    ctx.metrics
+        .reconcile_duration
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            ctx.metrics.count_reconcile("ok");
+            ctx.failures.lock().expect("failures lock").remove(&ns);
+        }
+        Err(e) => {
+            ctx.metrics.count_reconcile("error");
+            ctx.metrics.count_error(e.metric_kind());
+        }
+    }
+    result
+}
+
+async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
+    // Dereference: everything from the caches, nothing from the API server.
+    let snapshot = ctx.caches.snapshot(ns);
+    let existing = ctx.caches.table_configmaps(ns, &ctx.settings.table_name);
+    if snapshot.is_empty() {
+        // The last object is gone: so is the table.
+        let plan = publish::plan(Vec::new(), &existing);
+        apply_plan(ns, ctx, plan).await?;
+        ctx.metrics.set_table(ns, 0, 0);
+        ctx.metrics.set_objects(ns, std::iter::empty());
+        return Ok(Action::await_change());
+    }
+
+    // Compile (pure).
+    let options = CompileOptions {
+        self_addresses: ctx.self_addresses.read().expect("self lock").clone(),
+    };
+    let compiled = routing::compile(&snapshot.objects, &options);
+    let encoded = encode(compiled.table());
+    let wanted = publish::table_configmaps(&ctx.settings.table_name, ns, &encoded);
+    let shards = wanted.len();
+
+    // Publish: only what changed.
+    apply_plan(ns, ctx, publish::plan(wanted, &existing)).await?;
+    ctx.metrics.set_table(ns, encoded.total_bytes(), shards);
+    tracing::debug!(namespace = ns, version = %encoded.manifest.version, "table published");
+
+    // Status, from what was published.
+    let reports: Vec<&ObjectReport> = compiled
+        .reports
+        .iter()
+        .chain(&snapshot.unreadable)
+        .collect();
+    write_statuses(ns, ctx, &snapshot, &reports).await?;
+    ctx.metrics.set_objects(ns, reports.iter().copied());
+    Ok(Action::await_change())
+}
+
+fn ensure_leader(ctx: &Context) -> Result<(), Error> {
+    if ctx.leader.is_leader() {
+        Ok(())
+    } else {
+        Err(Error::LostLeadership)
+    }
+}
+
+async fn apply_plan(ns: &str, ctx: &Context, plan: publish::Plan) -> Result<(), Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    for cm in &plan.apply {
+        ensure_leader(ctx)?;
+        let name = cm.name_any();
+        api.patch(&name, &params, &Patch::Apply(publish::apply_body(cm)))
+            .await
+            .map_err(write_error(format!("applying ConfigMap {ns}/{name}")))?;
+        ctx.metrics.count_write("configmap_apply");
+    }
+    for name in &plan.delete {
+        ensure_leader(ctx)?;
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            // Already gone is what we wanted.
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(write_error(format!("deleting ConfigMap {ns}/{name}"))(e)),
+        }
+        ctx.metrics.count_write("configmap_delete");
+    }
+    Ok(())
+}
+
+async fn write_statuses(
+    ns: &str,
+    ctx: &Context,
+    snapshot: &Snapshot,
+    reports: &[&ObjectReport],
+) -> Result<(), Error> {
+    let now = (ctx.clock)();
+    let unreadable_key = |r: &ObjectReport| (ns.to_owned(), r.kind, r.name.clone(), r.generation);
+    let written = ctx
+        .unreadable_written
+        .lock()
+        .expect("unreadable lock")
+        .clone();
+    let unreadable_new = snapshot
+        .unreadable
+        .iter()
+        .filter(|r| !written.contains(&unreadable_key(r)));
+    let updates: Vec<StatusUpdate> = reports[..reports.len() - snapshot.unreadable.len()]
+        .iter()
+        .copied()
+        .chain(unreadable_new)
+        .filter_map(|r| {
+            let current = snapshot
+                .current
+                .get(&(r.kind, r.name.clone()))
+                .cloned()
+                .unwrap_or_default();
+            status::update(r, &current, &now)
+        })
+        .collect();
+    let mut writes = futures::stream::iter(updates)
+        .map(|u| write_status(ns, ctx, u))
+        .buffered(ctx.settings.status_concurrency.max(1));
+    let mut first_error = None;
+    while let Some(result) = writes.next().await {
+        if let Err(e) = result {
+            first_error.get_or_insert(e);
+        }
+    }
+    if first_error.is_none() {
+        let mut memo = ctx.unreadable_written.lock().expect("unreadable lock");
+        memo.retain(|(n, ..)| n != ns);
+        memo.extend(snapshot.unreadable.iter().map(unreadable_key));
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+async fn write_status(ns: &str, ctx: &Context, update: StatusUpdate) -> Result<(), Error> {
+    ensure_leader(ctx)?;
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let patch = Patch::Apply(status::apply_body(&update));
+    let name = update.name.as_str();
+    let what = format!("writing the status of {}/{name} in {ns}", update.kind);
+    let client = ctx.client.clone();
+    let result = match update.kind {
+        Kind::AddressSpace => Api::<AddressSpace>::namespaced(client, ns)
+            .patch_status(name, &params, &patch)
+            .await
+            .map(drop),
+        Kind::RecipientPolicy => Api::<RecipientPolicy>::namespaced(client, ns)
+            .patch_status(name, &params, &patch)
+            .await
+            .map(drop),
+        Kind::MailContact => Api::<MailContact>::namespaced(client, ns)
+            .patch_status(name, &params, &patch)
+            .await
+            .map(drop),
+        Kind::SmtpConnector => Api::<SmtpConnector>::namespaced(client, ns)
+            .patch_status(name, &params, &patch)
+            .await
+            .map(drop),
+    };
+    match result {
+        Ok(()) => {}
+        // Deleted since the snapshot: nothing to report on.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        Err(e) => return Err(write_error(what)(e)),
+    }
+    ctx.metrics.count_write("status");
+    for t in &update.events {
+        publish_event(ns, ctx, &update, t).await;
+    }
+    Ok(())
+}
+
+/// Events are for people: one that cannot be published is logged and
+/// counted, and does not fail the reconcile (the status already says it).
+async fn publish_event(ns: &str, ctx: &Context, update: &StatusUpdate, t: &status::Transition) {
+    if ensure_leader(ctx).is_err() {
+        return;
+    }
+    let reference = ObjectReference {
+        api_version: Some(API_VERSION.into()),
+        kind: Some(update.kind.as_str().into()),
+        name: Some(update.name.clone()),
+        namespace: Some(ns.into()),
+        ..ObjectReference::default()
+    };
+    let event = Event {
+        type_: if t.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: t.reason.clone(),
+        note: Some(status::event_note(&t.note)),
+        action: "Analyse".into(),
+        secondary: None,
+    };
+    match ctx.recorder.publish(&event, &reference).await {
+        Ok(()) => ctx.metrics.count_write("event"),
+        Err(e) => {
+            ctx.metrics.count_error("event");
+            tracing::warn!(namespace = ns, object = %update.name, error = %e, "could not publish an Event");
+        }
+    }
+}
+
+/// A permanent error waits for a change to the namespace's objects; a
+/// transient one retries with exponential backoff per namespace.
+pub fn error_policy(namespace: Arc<Namespace>, error: &Error, ctx: Arc<Context>) -> Action {
+    let ns = namespace.name_any();
+    if error.is_permanent() {
+        tracing::error!(namespace = %ns, error = %error, "reconcile failed; waiting for a change");
+        return Action::await_change();
+    }
+    if matches!(error, Error::LostLeadership) {
+        tracing::info!(namespace = %ns, "stopped writing: no longer the leader");
+        return Action::await_change();
+    }
+    let mut failures = ctx.failures.lock().expect("failures lock");
+    let n = failures.entry(ns.clone()).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = backoff(&ctx.settings, *n);
+    tracing::warn!(namespace = %ns, error = %error, retry_in_s = delay.as_secs_f64(), "reconcile failed; retrying");
+    Action::requeue(delay)
+}
+
+/// min × 2^(n-1), at most max.
+pub fn backoff(settings: &Settings, failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(20));
+    settings
+        .backoff_min
+        .saturating_mul(factor)
+        .min(settings.backoff_max)
+}
