@@ -44,6 +44,9 @@ impl Default for Settings {
     }
 }
 
+/// Namespace, kind, name and generation of an unreadable object.
+type UnreadableKey = (String, Kind, String, Option<i64>);
+
 pub struct Context {
     pub client: Client,
     pub caches: Caches,
@@ -59,7 +62,7 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Unreadable objects whose status was written, by namespace, kind, name
     /// and generation: their current status cannot be read to compare.
-    unreadable_written: Mutex<HashSet<(String, Kind, String, Option<i64>)>>,
+    unreadable_written: Mutex<HashSet<UnreadableKey>>,
 }
 
 impl Context {
