@@ -11,7 +11,7 @@ use super::status::{self, StatusUpdate};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
@@ -282,25 +282,9 @@ async fn write_status(ns: &str, ctx: &Context, update: StatusUpdate) -> Result<(
     let patch = Patch::Apply(status::apply_body(&update));
     let name = update.name.as_str();
     let what = format!("writing the status of {}/{name} in {ns}", update.kind);
-    let client = ctx.client.clone();
-    let result = match update.kind {
-        Kind::AddressSpace => Api::<AddressSpace>::namespaced(client, ns)
-            .patch_status(name, &params, &patch)
-            .await
-            .map(drop),
-        Kind::RecipientPolicy => Api::<RecipientPolicy>::namespaced(client, ns)
-            .patch_status(name, &params, &patch)
-            .await
-            .map(drop),
-        Kind::MailContact => Api::<MailContact>::namespaced(client, ns)
-            .patch_status(name, &params, &patch)
-            .await
-            .map(drop),
-        Kind::SmtpConnector => Api::<SmtpConnector>::namespaced(client, ns)
-            .patch_status(name, &params, &patch)
-            .await
-            .map(drop),
-    };
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), ns, &api_resource(update.kind));
+    let result = api.patch_status(name, &params, &patch).await.map(drop);
     match result {
         Ok(()) => {}
         // Deleted since the snapshot: nothing to report on.
@@ -312,6 +296,15 @@ async fn write_status(ns: &str, ctx: &Context, update: StatusUpdate) -> Result<(
         publish_event(ns, ctx, &update, t).await;
     }
     Ok(())
+}
+
+fn api_resource(kind: Kind) -> ApiResource {
+    match kind {
+        Kind::AddressSpace => ApiResource::erase::<AddressSpace>(&()),
+        Kind::RecipientPolicy => ApiResource::erase::<RecipientPolicy>(&()),
+        Kind::MailContact => ApiResource::erase::<MailContact>(&()),
+        Kind::SmtpConnector => ApiResource::erase::<SmtpConnector>(&()),
+    }
 }
 
 /// Events are for people: one that cannot be published is logged and

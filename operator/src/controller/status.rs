@@ -110,6 +110,7 @@ pub fn apply_body(update: &StatusUpdate) -> serde_json::Value {
     serde_json::json!({
         "apiVersion": API_VERSION,
         "kind": update.kind.as_str(),
+        "metadata": { "name": update.name },
         "status": update.status,
     })
 }

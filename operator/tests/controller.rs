@@ -1,0 +1,605 @@
+//! The reconciler against a mocked API server (tower-test), as kube-rs's
+//! controller example does: every request the operator makes is recorded
+//! and the tests assert the exact sequence, method, path and body.
+
+use http::{Request, Response};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::client::Body;
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher::Event;
+use kube::{Client, Resource};
+use operator::controller::caches::Caches;
+use operator::controller::leader::Leadership;
+use operator::controller::publish::table_configmaps;
+use operator::controller::reconcile::{Context, Error, Settings, error_policy, reconcile};
+use routing::crd::{MailContactStatus, MailrouteStatus};
+use routing::fixtures::{authoritative, connector, contact, internal_relay, organisation};
+use routing::table::encode;
+use routing::{CompileOptions, Objects};
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NS: &str = "mail";
+
+#[derive(Clone, Debug)]
+struct Recorded {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+type Responder = Box<dyn Fn(usize, &Recorded) -> (u16, Value) + Send>;
+
+/// Answers like an API server that accepts everything: the body back.
+fn accept_all() -> Responder {
+    Box::new(|_, r| (200, r.body.clone()))
+}
+
+/// A client whose requests are answered by `respond` and recorded; the
+/// task returns the record when the client is dropped.
+fn mock_api(respond: Responder) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let task = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request.uri().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body = if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).unwrap()
+            };
+            let r = Recorded { method, path, body };
+            let (code, mut answer) = respond(seen.len(), &r);
+            if code == 200 && answer.is_null() {
+                answer =
+                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
+            }
+            seen.push(r);
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
+        }
+        seen
+    });
+    (Client::new(service, NS), task)
+}
+
+/// The caches, with their writers so a test can play the watch.
+struct Cluster {
+    caches: Caches,
+    spaces: Writer<DeserializeGuard<routing::crd::AddressSpace>>,
+    policies: Writer<DeserializeGuard<routing::crd::RecipientPolicy>>,
+    contacts: Writer<DeserializeGuard<routing::crd::MailContact>>,
+    connectors: Writer<DeserializeGuard<routing::crd::SmtpConnector>>,
+    tables: Writer<ConfigMap>,
+}
+
+fn in_ns<K: Resource>(mut o: K) -> K {
+    o.meta_mut().namespace = Some(NS.into());
+    o
+}
+
+impl Cluster {
+    fn new(objects: &Objects) -> Cluster {
+        let (s1, spaces) = reflector::store();
+        let (s2, policies) = reflector::store();
+        let (s3, contacts) = reflector::store();
+        let (s4, connectors) = reflector::store();
+        let (s5, tables) = reflector::store();
+        let mut c = Cluster {
+            caches: Caches {
+                spaces: vec![s1],
+                policies: vec![s2],
+                contacts: vec![s3],
+                connectors: vec![s4],
+                tables: vec![s5],
+            },
+            spaces,
+            policies,
+            contacts,
+            connectors,
+            tables,
+        };
+        for o in &objects.address_spaces {
+            c.spaces
+                .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(in_ns(o.clone())))));
+        }
+        for o in &objects.policies {
+            c.policies
+                .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(in_ns(o.clone())))));
+        }
+        for o in &objects.contacts {
+            c.contacts
+                .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(in_ns(o.clone())))));
+        }
+        for o in &objects.connectors {
+            c.connectors
+                .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(in_ns(o.clone())))));
+        }
+        c
+    }
+
+    fn add_configmap(&mut self, cm: ConfigMap) {
+        self.tables.apply_watcher_event(&Event::Apply(cm));
+    }
+
+    /// Plays back what the API server would now send the watches: the
+    /// ConfigMaps applied, deleted, and the statuses written.
+    fn play_back(&mut self, writes: &[Recorded]) {
+        for w in writes {
+            let name = w
+                .path
+                .split('?')
+                .next()
+                .unwrap()
+                .rsplit('/')
+                .next()
+                .unwrap()
+                .to_owned();
+            match (w.method.as_str(), w.path.contains("/configmaps/")) {
+                ("PATCH", true) => {
+                    self.add_configmap(serde_json::from_value(w.body.clone()).unwrap())
+                }
+                ("DELETE", true) => {
+                    let gone = ConfigMap {
+                        metadata: ObjectMeta {
+                            name: Some(name),
+                            namespace: Some(NS.into()),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    };
+                    self.tables.apply_watcher_event(&Event::Delete(gone));
+                }
+                ("PATCH", false)
+                    if w.path
+                        .ends_with("/status?&force=true&fieldManager=mailroute-operator")
+                        || w.path.contains("/status") =>
+                {
+                    self.set_status(&w.body);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn set_status(&mut self, body: &Value) {
+        let name = body["metadata"]["name"].as_str().unwrap();
+        let status = body["status"].clone();
+        macro_rules! update {
+            ($store:expr, $writer:expr, $ty:ty) => {{
+                let mut o = $store[0]
+                    .state()
+                    .into_iter()
+                    .find(|o| o.meta().name.as_deref() == Some(name))
+                    .map(|g| g.0.clone().unwrap())
+                    .expect("status for a known object");
+                o.status = Some(serde_json::from_value::<$ty>(status).unwrap());
+                $writer.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(o))));
+            }};
+        }
+        match body["kind"].as_str().unwrap() {
+            "AddressSpace" => update!(self.caches.spaces, self.spaces, MailrouteStatus),
+            "RecipientPolicy" => update!(self.caches.policies, self.policies, MailrouteStatus),
+            "MailContact" => update!(self.caches.contacts, self.contacts, MailContactStatus),
+            "SmtpConnector" => update!(self.caches.connectors, self.connectors, MailrouteStatus),
+            k => panic!("unexpected kind {k}"),
+        }
+    }
+}
+
+fn fixed_clock() -> Time {
+    Time("2026-11-21T10:00:00Z".parse().unwrap())
+}
+
+fn context(client: Client, caches: Caches, leader: Leadership) -> Arc<Context> {
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "mailroute-operator".into(),
+            instance: Some("test-0".into()),
+        },
+    );
+    let settings = Settings {
+        status_concurrency: 1,
+        ..Settings::default()
+    };
+    let mut ctx = Context::new(
+        client,
+        caches,
+        settings,
+        vec!["relay.mail.svc".into()],
+        leader,
+        recorder,
+    );
+    ctx.clock = fixed_clock;
+    Arc::new(ctx)
+}
+
+fn namespace() -> Arc<Namespace> {
+    Arc::new(Namespace {
+        metadata: ObjectMeta {
+            name: Some(NS.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// An organisation with one of everything, and a loop risk: the
+/// connector for the shared space points at the relay itself.
+fn small_org() -> Objects {
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example-com", "example.com"));
+    o.address_spaces
+        .push(internal_relay("corp", "corp.example"));
+    o.contacts
+        .push(contact("ann", &["ann@example.com"], "ann@mbx1.example.com"));
+    o.connectors.push(connector(
+        "mbx1",
+        &[("mbx1.example.com", 1)],
+        &["[192.0.2.11]"],
+    ));
+    o.connectors.push(connector(
+        "unix",
+        &[("corp.example", 1)],
+        &["relay.mail.svc"],
+    ));
+    o
+}
+
+/// Reconciles once and returns the result and every request made.
+async fn reconcile_once(
+    cluster: &Cluster,
+    leader: Leadership,
+    respond: Responder,
+) -> (Result<Action, Error>, Vec<Recorded>) {
+    let (client, server) = mock_api(respond);
+    let ctx = context(client, cluster.caches.clone(), leader);
+    let result = reconcile(namespace(), ctx.clone()).await;
+    drop(ctx);
+    let seen = tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .unwrap()
+        .unwrap();
+    (result, seen)
+}
+
+fn lines(seen: &[Recorded]) -> Vec<String> {
+    seen.iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+const APPLY: &str = "?&force=true&fieldManager=mailroute-operator";
+
+#[tokio::test]
+async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
+    let objects = small_org();
+    let cluster = Cluster::new(&objects);
+    let (result, seen) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    let cm = "/api/v1/namespaces/mail/configmaps";
+    let group = "/apis/mailroute.io/v1alpha1/namespaces/mail";
+    assert_eq!(
+        lines(&seen),
+        [
+            format!("PATCH {cm}/mailroute-table-shard-000{APPLY}"),
+            format!("PATCH {cm}/mailroute-table{APPLY}"),
+            format!("PATCH {group}/addressspaces/corp/status{APPLY}"),
+            format!("POST /apis/events.k8s.io/v1/namespaces/mail/events?"),
+            format!("PATCH {group}/addressspaces/example-com/status{APPLY}"),
+            format!("PATCH {group}/mailcontacts/ann/status{APPLY}"),
+            format!("PATCH {group}/smtpconnectors/mbx1/status{APPLY}"),
+            format!("PATCH {group}/smtpconnectors/unix/status{APPLY}"),
+            format!("POST /apis/events.k8s.io/v1/namespaces/mail/events?"),
+        ]
+    );
+
+    // The ConfigMaps hold exactly what `mailroute compile` writes.
+    let encoded = encode(
+        routing::compile(
+            &objects,
+            &CompileOptions {
+                self_addresses: vec!["relay.mail.svc".into()],
+            },
+        )
+        .table(),
+    );
+    let wanted = table_configmaps("mailroute-table", NS, &encoded);
+    for (request, cm) in seen.iter().zip(&wanted) {
+        let mut expected = serde_json::to_value(cm).unwrap();
+        expected["apiVersion"] = "v1".into();
+        expected["kind"] = "ConfigMap".into();
+        assert_eq!(request.body, expected);
+    }
+    assert_eq!(
+        seen[1].body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "mailroute"
+    );
+
+    // A status: the conditions of §4 plus Stalled, stamped with the generation.
+    let corp = &seen[2].body;
+    assert_eq!(corp["apiVersion"], "mailroute.io/v1alpha1");
+    assert_eq!(corp["kind"], "AddressSpace");
+    assert_eq!(corp["status"]["observedGeneration"], 1);
+    let conditions: Vec<(String, String, String)> = corp["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            assert_eq!(c["observedGeneration"], 1);
+            assert_eq!(c["lastTransitionTime"], "2026-11-21T10:00:00Z");
+            (
+                c["type"].as_str().unwrap().into(),
+                c["status"].as_str().unwrap().into(),
+                c["reason"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let expect = |t: &str, s: &str, r: &str| (t.to_string(), s.to_string(), r.to_string());
+    assert_eq!(
+        conditions,
+        [
+            expect("Ready", "False", "ForwardsToSelf"),
+            expect("LoopRisk", "True", "ForwardsToSelf"),
+            expect("AuthoritativenessConflict", "False", "NoConflict"),
+            expect("Stalled", "True", "ForwardsToSelf"),
+        ]
+    );
+    // The contact's status lists its addresses.
+    assert_eq!(
+        seen[5].body["status"]["addresses"],
+        json!(["ann@example.com"])
+    );
+
+    // Warning Events for the risks, naming the object.
+    let event = &seen[3].body;
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "ForwardsToSelf");
+    assert_eq!(event["regarding"]["kind"], "AddressSpace");
+    assert_eq!(event["regarding"]["name"], "corp");
+    assert_eq!(event["reportingController"], "mailroute-operator");
+    assert_eq!(seen[8].body["regarding"]["name"], "unix");
+}
+
+#[tokio::test]
+async fn a_second_reconcile_with_nothing_changed_makes_no_request() {
+    let mut cluster = Cluster::new(&small_org());
+    let (_, first) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    assert_eq!(first.len(), 9);
+    cluster.play_back(&first);
+    let (result, second) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(lines(&second), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn one_changed_contact_rewrites_its_shard_the_manifest_and_its_status() {
+    let mut objects = small_org();
+    let mut cluster = Cluster::new(&objects);
+    let (_, first) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    cluster.play_back(&first);
+
+    let mut ann = objects.contacts[0].clone();
+    ann.spec
+        .proxy_addresses
+        .push("ann.other@example.com".into());
+    ann.metadata.generation = Some(2);
+    objects.contacts[0] = ann.clone();
+    let mut current = cluster.caches.contacts[0].state()[0].0.clone().unwrap();
+    current.spec = ann.spec.clone();
+    current.metadata.generation = Some(2);
+    cluster
+        .contacts
+        .apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(current))));
+
+    let (_, second) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    let cm = "/api/v1/namespaces/mail/configmaps";
+    assert_eq!(
+        lines(&second),
+        [
+            format!("PATCH {cm}/mailroute-table-shard-000{APPLY}"),
+            format!("PATCH {cm}/mailroute-table{APPLY}"),
+            format!(
+                "PATCH /apis/mailroute.io/v1alpha1/namespaces/mail/mailcontacts/ann/status{APPLY}"
+            ),
+        ]
+    );
+    let status = &second[2].body["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert_eq!(
+        status["addresses"],
+        json!(["ann@example.com", "ann.other@example.com"])
+    );
+}
+
+#[tokio::test]
+async fn shards_no_longer_needed_are_deleted_after_the_manifest_is_written() {
+    let mut cluster = Cluster::new(&small_org());
+    // The cluster still holds the ConfigMaps of a much larger table.
+    let big =
+        encode(routing::compile(&organisation(60_000, 0, 2), &CompileOptions::default()).table());
+    let old = table_configmaps("mailroute-table", NS, &big);
+    assert!(old.len() >= 3, "at least two shards and the manifest");
+    for cm in &old {
+        cluster.add_configmap(cm.clone());
+    }
+    let (_, seen) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    let cm = "/api/v1/namespaces/mail/configmaps";
+    let mut expected = vec![
+        format!("PATCH {cm}/mailroute-table-shard-000{APPLY}"),
+        format!("PATCH {cm}/mailroute-table{APPLY}"),
+    ];
+    for i in 1..old.len() - 1 {
+        expected.push(format!("DELETE {cm}/mailroute-table-shard-{i:03}?"));
+    }
+    assert_eq!(lines(&seen)[..expected.len()], expected[..]);
+    assert!(
+        lines(&seen)[expected.len()..]
+            .iter()
+            .all(|l| l.contains("/status") || l.contains("/events"))
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_whose_last_object_is_gone_loses_its_table() {
+    let mut cluster = Cluster::new(&Objects::default());
+    let encoded = encode(routing::compile(&small_org(), &CompileOptions::default()).table());
+    for cm in table_configmaps("mailroute-table", NS, &encoded) {
+        cluster.add_configmap(cm);
+    }
+    let (result, seen) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert_eq!(
+        lines(&seen),
+        [
+            "DELETE /api/v1/namespaces/mail/configmaps/mailroute-table?",
+            "DELETE /api/v1/namespaces/mail/configmaps/mailroute-table-shard-000?",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_replica_that_is_not_the_leader_writes_nothing() {
+    let cluster = Cluster::new(&small_org());
+    let (result, seen) = reconcile_once(&cluster, Leadership::fixed(false), accept_all()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(seen.is_empty(), "{:?}", lines(&seen));
+}
+
+#[tokio::test]
+async fn losing_the_lease_stops_writes_at_once() {
+    let cluster = Cluster::new(&small_org());
+    let (leadership, sender) = Leadership::manual(true);
+    // The lease is lost while the API server handles the first write.
+    let respond: Responder = Box::new(move |_, r| {
+        sender.send_replace(false);
+        (200, r.body.clone())
+    });
+    let (result, seen) = reconcile_once(&cluster, leadership, respond).await;
+    assert!(matches!(result, Err(Error::LostLeadership)), "{result:?}");
+    assert_eq!(lines(&seen).len(), 1, "{:?}", lines(&seen));
+}
+
+fn refuse(code: u16, reason: &str) -> Responder {
+    let reason = reason.to_owned();
+    Box::new(move |_, _| {
+        (
+            code,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "refused by the test", "reason": reason, "code": code}),
+        )
+    })
+}
+
+#[tokio::test]
+async fn a_permanent_error_waits_for_a_change() {
+    let cluster = Cluster::new(&small_org());
+    let (client, server) = mock_api(refuse(422, "Invalid"));
+    let ctx = context(client, cluster.caches.clone(), Leadership::fixed(true));
+    let error = reconcile(namespace(), ctx.clone()).await.unwrap_err();
+    assert!(error.is_permanent());
+    assert_eq!(
+        error_policy(namespace(), &error, ctx.clone()),
+        Action::await_change()
+    );
+    drop(ctx);
+    let seen = server.await.unwrap();
+    assert_eq!(seen.len(), 1, "stops at the first refusal");
+}
+
+#[tokio::test]
+async fn a_transient_error_backs_off_and_success_resets_the_backoff() {
+    let cluster = Cluster::new(&small_org());
+    let failures = Arc::new(Mutex::new(3));
+    let left = failures.clone();
+    let respond: Responder = Box::new(move |_, r| {
+        let mut left = left.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            (
+                500,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "etcd timeout", "reason": "InternalError", "code": 500}),
+            )
+        } else {
+            (200, r.body.clone())
+        }
+    });
+    let (client, server) = mock_api(respond);
+    let ctx = context(client, cluster.caches.clone(), Leadership::fixed(true));
+    let mut waits = Vec::new();
+    for _ in 0..3 {
+        let error = reconcile(namespace(), ctx.clone()).await.unwrap_err();
+        assert!(!error.is_permanent());
+        waits.push(error_policy(namespace(), &error, ctx.clone()));
+    }
+    assert_eq!(
+        waits,
+        [
+            Action::requeue(Duration::from_secs(1)),
+            Action::requeue(Duration::from_secs(2)),
+            Action::requeue(Duration::from_secs(4)),
+        ]
+    );
+    assert_eq!(
+        reconcile(namespace(), ctx.clone()).await.unwrap(),
+        Action::await_change()
+    );
+    // After a success the next failure starts from the shortest wait again.
+    *failures.lock().unwrap() = 1;
+    let error = reconcile(namespace(), ctx.clone()).await.unwrap_err();
+    assert_eq!(
+        error_policy(namespace(), &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
+    drop(ctx);
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreadable_object_gets_invalid_spec_and_the_rest_go_on() {
+    let mut cluster = Cluster::new(&small_org());
+    let broken = kube::core::error_boundary::InvalidObject {
+        error: "spec.targetAddress: invalid type: integer `7`, expected a string".into(),
+        metadata: ObjectMeta {
+            name: Some("broken".into()),
+            namespace: Some(NS.into()),
+            generation: Some(4),
+            ..Default::default()
+        },
+    };
+    cluster
+        .contacts
+        .apply_watcher_event(&Event::Apply(DeserializeGuard(Err(broken))));
+    let (result, seen) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
+    result.unwrap();
+    let last = seen
+        .iter()
+        .rev()
+        .find(|r| r.path.contains("/mailcontacts/broken/status"))
+        .expect("its status is written");
+    let ready = &last.body["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("could not be read: spec.targetAddress")
+    );
+    assert!(
+        seen.iter()
+            .any(|r| r.path.contains("/mailcontacts/ann/status"))
+    );
+}
