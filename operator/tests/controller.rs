@@ -298,12 +298,12 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
             format!("PATCH {cm}/mailroute-table-shard-000{APPLY}"),
             format!("PATCH {cm}/mailroute-table{APPLY}"),
             format!("PATCH {group}/addressspaces/corp/status{APPLY}"),
-            format!("POST /apis/events.k8s.io/v1/namespaces/mail/events?"),
+            "POST /apis/events.k8s.io/v1/namespaces/mail/events?".to_string(),
             format!("PATCH {group}/addressspaces/example-com/status{APPLY}"),
             format!("PATCH {group}/mailcontacts/ann/status{APPLY}"),
             format!("PATCH {group}/smtpconnectors/mbx1/status{APPLY}"),
             format!("PATCH {group}/smtpconnectors/unix/status{APPLY}"),
-            format!("POST /apis/events.k8s.io/v1/namespaces/mail/events?"),
+            "POST /apis/events.k8s.io/v1/namespaces/mail/events?".to_string(),
         ]
     );
 
