@@ -7,6 +7,8 @@
 //! [`downstream`] (next hop) ← [`data`] (message streamed with a
 //! [`received`] header).
 
+#[cfg(feature = "kube")]
+pub mod configmap;
 pub mod data;
 pub mod downstream;
 pub mod http;

@@ -14,6 +14,24 @@ use std::time::Duration;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
+/// Where the routing table comes from: exactly one.
+#[derive(clap::Args)]
+#[group(required = true, multiple = false)]
+struct TableSource {
+    /// Directory holding the table (a mounted ConfigMap or `mailroute compile -o`).
+    #[arg(long, env = "MAILROUTE_TABLE")]
+    table: Option<PathBuf>,
+    /// Compile these manifests in-process instead (repeatable).
+    #[arg(long, env = "MAILROUTE_MANIFESTS", value_delimiter = ',')]
+    manifests: Vec<PathBuf>,
+    /// Watch the table's ConfigMaps (the operator's --table-name) through the
+    /// Kubernetes API: changes arrive in about a second, where a mounted
+    /// volume can lag a minute or more.
+    #[cfg(feature = "kube")]
+    #[arg(long, env = "MAILROUTE_CONFIGMAP")]
+    configmap: Option<String>,
+}
+
 #[derive(Parser)]
 #[command(
     name = "mailroute-relay",
@@ -37,17 +55,13 @@ struct Options {
         default_value = "127.0.0.0/8,::1"
     )]
     relay_networks: String,
-    /// Directory holding the table (a mounted ConfigMap or `mailroute compile -o`).
-    #[arg(
-        long,
-        env = "MAILROUTE_TABLE",
-        conflicts_with = "manifests",
-        required_unless_present = "manifests"
-    )]
-    table: Option<PathBuf>,
-    /// Compile these manifests in-process instead (repeatable).
-    #[arg(long, env = "MAILROUTE_MANIFESTS", value_delimiter = ',')]
-    manifests: Vec<PathBuf>,
+    #[command(flatten)]
+    source: TableSource,
+    /// The namespace of --configmap (default: the pod's own in a cluster,
+    /// else the kubeconfig context's).
+    #[cfg(feature = "kube")]
+    #[arg(long, env = "MAILROUTE_NAMESPACE", requires = "configmap")]
+    namespace: Option<String>,
     /// Our own addresses, for ForwardsToSelf when compiling --manifests.
     #[arg(long = "self", env = "MAILROUTE_SELF", value_delimiter = ',')]
     self_addresses: Vec<String>,
@@ -143,6 +157,7 @@ fn extra_roots(path: Option<&PathBuf>) -> anyhow::Result<Vec<CertificateDer<'sta
 fn main() -> anyhow::Result<()> {
     let o = Options::parse();
     ops::init_json_logs();
+    let configmap = ConfigMapSource::of(&o);
     let relay_networks = networks::parse_list(&o.relay_networks)
         .map_err(|e| anyhow::anyhow!("--relay-networks: {e}"))?;
     let config = Config {
@@ -173,9 +188,12 @@ fn main() -> anyhow::Result<()> {
         proxy_protocol: o.proxy_protocol,
         ..Config::default()
     };
-    let source = match o.table {
-        Some(dir) => Source::Dir(dir),
-        None => Source::Manifests(o.manifests),
+    let source = match o.source.table.clone() {
+        Some(dir) => Some(Source::Dir(dir)),
+        None if !o.source.manifests.is_empty() => {
+            Some(Source::Manifests(o.source.manifests.clone()))
+        }
+        None => None,
     };
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
         let tables = Arc::new(Tables::default());
@@ -184,7 +202,12 @@ fn main() -> anyhow::Result<()> {
             .await
             .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", o.metrics_listen))?;
         tracing::info!(listen = %o.listen, metrics = %o.metrics_listen, "mailroute-relay started");
-        tokio::spawn(table::run(source, o.self_addresses, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
+        match source {
+            Some(source) => {
+                tokio::spawn(table::run(source, o.self_addresses, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
+            }
+            None => watch_configmap(configmap, tables.clone()).await?,
+        }
         let tls = match (o.tls_cert, o.tls_key) {
             (Some(cert), Some(key)) => {
                 let tls = relay::tls::Tls::new(cert, key).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
@@ -207,4 +230,52 @@ fn main() -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// `--configmap` and `--namespace`, when built with the `kube` feature.
+#[cfg(feature = "kube")]
+struct ConfigMapSource {
+    name: Option<String>,
+    namespace: Option<String>,
+}
+
+#[cfg(feature = "kube")]
+impl ConfigMapSource {
+    fn of(o: &Options) -> ConfigMapSource {
+        ConfigMapSource {
+            name: o.source.configmap.clone(),
+            namespace: o.namespace.clone(),
+        }
+    }
+}
+
+#[cfg(feature = "kube")]
+async fn watch_configmap(source: ConfigMapSource, tables: Arc<Tables>) -> anyhow::Result<()> {
+    let Some(name) = source.name else {
+        anyhow::bail!("no table source: give --table, --manifests or --configmap");
+    };
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("--configmap {name}: no Kubernetes API: {e}"))?;
+    let namespace = source
+        .namespace
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    tracing::info!(configmap = %name, namespace = %namespace, "watching the table through the API");
+    tokio::spawn(relay::configmap::run(client, namespace, name, tables));
+    Ok(())
+}
+
+#[cfg(not(feature = "kube"))]
+struct ConfigMapSource;
+
+#[cfg(not(feature = "kube"))]
+impl ConfigMapSource {
+    fn of(_: &Options) -> ConfigMapSource {
+        ConfigMapSource
+    }
+}
+
+#[cfg(not(feature = "kube"))]
+async fn watch_configmap(_: ConfigMapSource, _: Arc<Tables>) -> anyhow::Result<()> {
+    anyhow::bail!("no table source: give --table or --manifests")
 }

@@ -52,7 +52,7 @@ impl Tables {
         self.current.store(Some(Arc::new(table)));
     }
 
-    fn record(&self, result: &Result<Arc<Loaded>, String>) {
+    pub(crate) fn record(&self, result: &Result<Arc<Loaded>, String>) {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -101,8 +101,14 @@ fn read_dir_files(dir: &Path) -> Result<(PathBuf, BTreeMap<String, Vec<u8>>), St
 /// Loads and verifies a table directory.
 pub fn load_dir(dir: &Path) -> Result<Loaded, String> {
     let (base, files) = read_dir_files(dir)?;
-    let (manifest, routing) = load_routing(|k| files.get(k).map(Vec::as_slice))
-        .map_err(|e| format!("{}: {e}", base.display()))?;
+    load_files(&base.display().to_string(), &files)
+}
+
+/// Verifies and loads a table's files; `origin` names where they came from
+/// in the error.
+pub fn load_files(origin: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Loaded, String> {
+    let (manifest, routing) =
+        load_routing(|k| files.get(k).map(Vec::as_slice)).map_err(|e| format!("{origin}: {e}"))?;
     Ok(Loaded {
         routing,
         version: manifest.version,
@@ -169,7 +175,7 @@ pub async fn run(source: Source, self_addresses: Vec<String>, tables: Arc<Tables
     }
 }
 
-fn report(result: &Result<Arc<Loaded>, String>) {
+pub(crate) fn report(result: &Result<Arc<Loaded>, String>) {
     match result {
         Ok(t) => {
             tracing::info!(version = %t.version, addresses = t.routing.table().addresses.len(), "routing table loaded")

@@ -5,6 +5,7 @@
 //! [`encode`] and [`load`] turn it into published files and back.
 
 mod codec;
+pub mod configmaps;
 pub(crate) mod index;
 mod shard;
 
