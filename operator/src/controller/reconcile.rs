@@ -246,19 +246,17 @@ async fn write_statuses(
         .unreadable
         .iter()
         .filter(|r| !written.contains(&unreadable_key(r)));
-    let updates: Vec<StatusUpdate> = reports[..reports.len() - snapshot.unreadable.len()]
+    let none = status::Current::default();
+    // Computed as they are written, not all at once: at 100k objects the
+    // bodies would be a hundred megabytes.
+    let updates = reports[..reports.len() - snapshot.unreadable.len()]
         .iter()
         .copied()
         .chain(unreadable_new)
         .filter_map(|r| {
-            let current = snapshot
-                .current
-                .get(&(r.kind, r.name.clone()))
-                .cloned()
-                .unwrap_or_default();
-            status::update(r, &current, &now)
-        })
-        .collect();
+            let current = snapshot.current.get(&(r.kind, r.name.clone()));
+            status::update(r, current.unwrap_or(&none), &now)
+        });
     let mut writes = futures::stream::iter(updates)
         .map(|u| write_status(ns, ctx, u))
         .buffered(ctx.settings.status_concurrency.max(1));
