@@ -1,0 +1,320 @@
+//! Helpers for the end-to-end suite: a throw-away namespace, server-side
+//! apply of manifest objects, waiting for the operator's status, reading
+//! the published table back, local processes (relay, sinks) and a tiny
+//! SMTP client. Everything talks to the cluster `KUBECONFIG` points at.
+
+use anyhow::{Context, Result, bail};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::core::{DynamicObject, ObjectMeta};
+use kube::{Client, Resource, ResourceExt};
+use routing::Objects;
+use routing::crd::{AddressSpace, MailContact, RecipientPolicy, SmtpConnector};
+use routing::table::configmaps::{files_of, table_selector};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+pub const FIELD_MANAGER: &str = "mailroute-e2e";
+pub const TABLE: &str = "mailroute-table";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A binary built by `e2e/run.sh`, named by an environment variable.
+pub fn binary(var: &str) -> PathBuf {
+    PathBuf::from(std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run e2e/run.sh")))
+}
+
+/// A namespace created for one test and deleted when dropped.
+pub struct TestNamespace {
+    pub client: Client,
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn create(prefix: &str) -> Result<TestNamespace> {
+        let client = Client::try_default()
+            .await
+            .context("no cluster: is KUBECONFIG set?")?;
+        let suffix = std::process::id();
+        let name = format!("{prefix}-{suffix}");
+        let ns = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.clone()),
+                labels: Some(BTreeMap::from([(
+                    "mailroute.io/e2e".to_owned(),
+                    "true".to_owned(),
+                )])),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+        Ok(TestNamespace { client, name })
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var("MAILROUTE_E2E_KEEP").is_ok() {
+            eprintln!("keeping namespace {}", self.name);
+            return;
+        }
+        // Best effort, in the background: the run script deletes leftovers by label.
+        let _ = Command::new("kubectl")
+            .args(["delete", "namespace", &self.name, "--wait=false"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Applies every object (server-side apply) into `ns`.
+pub async fn apply(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
+    async fn each<K>(client: &Client, ns: &str, items: &[K]) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        for item in items {
+            let mut o = item.clone();
+            let meta = o.meta_mut();
+            meta.namespace = Some(ns.to_owned());
+            meta.creation_timestamp = None;
+            meta.generation = None;
+            let name = o.name_any();
+            let mut body = serde_json::to_value(&o)?;
+            body["apiVersion"] = K::api_version(&()).into();
+            body["kind"] = K::kind(&()).into();
+            if let Some(m) = body.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.retain(|k, _| {
+                    k == "name" || k == "namespace" || k == "labels" || k == "annotations"
+                });
+            }
+            body.as_object_mut().map(|m| m.remove("status"));
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(body),
+            )
+            .await
+            .with_context(|| format!("applying {}/{name}", K::kind(&())))?;
+        }
+        Ok(())
+    }
+    each(client, ns, &objects.address_spaces).await?;
+    each(client, ns, &objects.policies).await?;
+    each(client, ns, &objects.connectors).await?;
+    each(client, ns, &objects.contacts).await?;
+    Ok(())
+}
+
+/// The namespace's objects as the API server has them now.
+pub async fn read_back(client: &Client, ns: &str) -> Result<Objects> {
+    let lp = ListParams::default();
+    Ok(Objects {
+        address_spaces: Api::<AddressSpace>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+            .items,
+        policies: Api::<RecipientPolicy>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+            .items,
+        contacts: Api::<MailContact>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+            .items,
+        connectors: Api::<SmtpConnector>::namespaced(client.clone(), ns)
+            .list(&lp)
+            .await?
+            .items,
+    })
+}
+
+/// One object's conditions as (type, status, reason), and whether they
+/// describe its current generation.
+pub fn conditions_of(object: &Value) -> (bool, Vec<(String, String, String)>) {
+    let generation = &object["metadata"]["generation"];
+    let status = &object["status"];
+    let current = !generation.is_null() && status["observedGeneration"] == *generation;
+    let list = status["conditions"]
+        .as_array()
+        .map(|cs| {
+            cs.iter()
+                .map(|c| {
+                    let s = |k: &str| c[k].as_str().unwrap_or("").to_owned();
+                    (s("type"), s("status"), s("reason"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    (current, list)
+}
+
+/// Every mailroute object of the namespace, as JSON, by "Kind/name".
+pub async fn statuses(client: &Client, ns: &str) -> Result<BTreeMap<String, Value>> {
+    let objects = read_back(client, ns).await?;
+    let mut out = BTreeMap::new();
+    fn add<K: Resource<DynamicType = ()> + serde::Serialize>(
+        out: &mut BTreeMap<String, Value>,
+        items: &[K],
+    ) {
+        for o in items {
+            let key = format!(
+                "{}/{}",
+                K::kind(&()),
+                o.meta().name.clone().unwrap_or_default()
+            );
+            out.insert(key, serde_json::to_value(o).expect("serializable"));
+        }
+    }
+    add(&mut out, &objects.address_spaces);
+    add(&mut out, &objects.policies);
+    add(&mut out, &objects.contacts);
+    add(&mut out, &objects.connectors);
+    Ok(out)
+}
+
+/// Waits until every object's status describes its current generation.
+pub async fn wait_for_status(
+    client: &Client,
+    ns: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<String, Value>> {
+    let start = Instant::now();
+    loop {
+        let all = statuses(client, ns).await?;
+        if !all.is_empty() && all.values().all(|o| conditions_of(o).0) {
+            return Ok(all);
+        }
+        if start.elapsed() > timeout {
+            let waiting: Vec<&String> = all
+                .iter()
+                .filter(|(_, o)| !conditions_of(o).0)
+                .map(|(k, _)| k)
+                .collect();
+            bail!("no current status after {timeout:?} on {waiting:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The published table's files, read back from its ConfigMaps.
+pub async fn published_files(client: &Client, ns: &str) -> Result<BTreeMap<String, Vec<u8>>> {
+    let cms = Api::<ConfigMap>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(&table_selector(TABLE)))
+        .await?
+        .items;
+    Ok(files_of(&cms))
+}
+
+/// Events of the namespace as (type, reason, regarding name).
+pub async fn events(client: &Client, ns: &str) -> Result<Vec<(String, String, String)>> {
+    let ar = kube::api::ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&());
+    let list = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &ar)
+        .list(&ListParams::default())
+        .await?;
+    Ok(list
+        .items
+        .iter()
+        .map(|e| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+            (
+                s(&e.data["type"]),
+                s(&e.data["reason"]),
+                s(&e.data["regarding"]["name"]),
+            )
+        })
+        .collect())
+}
+
+/// A local process killed when dropped.
+pub struct Process(pub Child);
+
+impl Process {
+    pub fn start(program: &PathBuf, args: &[&str]) -> Result<Process> {
+        let child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        Ok(Process(child))
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends one message; returns the reply to RCPT and, when accepted, to the final dot.
+pub async fn send(
+    relay: &str,
+    from: &str,
+    to: &str,
+    subject: &str,
+) -> Result<(String, Option<String>)> {
+    let stream = TcpStream::connect(relay).await?;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<String> {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            if r.read_line(&mut line).await? == 0 {
+                bail!("connection closed");
+            }
+            all.push_str(&line);
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(all.trim_end().to_owned());
+            }
+        }
+    }
+    reply(&mut r).await?;
+    w.write_all(b"EHLO e2e.test\r\n").await?;
+    reply(&mut r).await?;
+    w.write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+        .await?;
+    reply(&mut r).await?;
+    w.write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
+        .await?;
+    let rcpt = reply(&mut r).await?;
+    if !rcpt.starts_with('2') {
+        w.write_all(b"QUIT\r\n").await?;
+        return Ok((rcpt, None));
+    }
+    w.write_all(b"DATA\r\n").await?;
+    reply(&mut r).await?;
+    w.write_all(
+        format!("Subject: {subject}\r\nFrom: <{from}>\r\n\r\nmailroute e2e\r\n.\r\n").as_bytes(),
+    )
+    .await?;
+    let done = reply(&mut r).await?;
+    w.write_all(b"QUIT\r\n").await?;
+    Ok((rcpt, Some(done)))
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
