@@ -188,3 +188,10 @@ pub fn organisation(contacts: usize, policies: usize, connectors: usize) -> Obje
     }
     o
 }
+
+/// The published files of an [`organisation`] of `contacts` contacts, no
+/// policies and two mailbox connectors.
+pub fn published(contacts: usize) -> crate::table::EncodedTable {
+    let objects = organisation(contacts, 0, 2);
+    crate::table::encode(crate::compile(&objects, &crate::CompileOptions::default()).table())
+}

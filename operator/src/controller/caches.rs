@@ -126,21 +126,21 @@ impl Caches {
 
     /// Resolves once every store has its initial list.
     pub async fn wait_until_ready(&self) {
-        for s in &self.spaces {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.policies {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.contacts {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.connectors {
-            let _ = s.wait_until_ready().await;
-        }
-        for s in &self.tables {
-            let _ = s.wait_until_ready().await;
-        }
+        ready(&self.spaces).await;
+        ready(&self.policies).await;
+        ready(&self.contacts).await;
+        ready(&self.connectors).await;
+        ready(&self.tables).await;
+    }
+}
+
+async fn ready<K: Resource + Clone>(stores: &[Store<K>])
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    for s in stores {
+        // Only fails when the writer is gone, i.e. the watch ended: nothing to wait for.
+        let _ = s.wait_until_ready().await;
     }
 }
 
@@ -252,22 +252,18 @@ where
 pub fn watch(client: &Client, namespaces: &[String]) -> (Caches, Vec<Changes>) {
     let all = watcher::Config::default();
     let managed = watcher::Config::default().labels(&managed_selector());
-    let mut changes = Vec::new();
-    let mut caches = Caches::default();
-    let (s, c) = reflect(apis(client, namespaces), &all);
-    caches.spaces = s;
-    changes.extend(c);
-    let (s, c) = reflect(apis(client, namespaces), &all);
-    caches.policies = s;
-    changes.extend(c);
-    let (s, c) = reflect(apis(client, namespaces), &all);
-    caches.contacts = s;
-    changes.extend(c);
-    let (s, c) = reflect(apis(client, namespaces), &all);
-    caches.connectors = s;
-    changes.extend(c);
-    let (s, c) = reflect(apis(client, namespaces), &managed);
-    caches.tables = s;
-    changes.extend(c);
+    let (spaces, c1) = reflect(apis(client, namespaces), &all);
+    let (policies, c2) = reflect(apis(client, namespaces), &all);
+    let (contacts, c3) = reflect(apis(client, namespaces), &all);
+    let (connectors, c4) = reflect(apis(client, namespaces), &all);
+    let (tables, c5) = reflect(apis(client, namespaces), &managed);
+    let caches = Caches {
+        spaces,
+        policies,
+        contacts,
+        connectors,
+        tables,
+    };
+    let changes = [c1, c2, c3, c4, c5].into_iter().flatten().collect();
     (caches, changes)
 }

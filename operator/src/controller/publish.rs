@@ -3,7 +3,6 @@
 //! shards first and the manifest last, and those no longer wanted are
 //! deleted. Pure: the reconciler does the writing.
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -61,12 +60,21 @@ fn same_content(wanted: &ConfigMap, existing: &ConfigMap) -> bool {
         .iter()
         .flatten()
         .all(|(k, v)| existing.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v));
-    let empty_as_none = |d: &Option<BTreeMap<String, String>>| d.clone().filter(|m| !m.is_empty());
-    let binary_as_none =
-        |d: &Option<BTreeMap<String, ByteString>>| d.clone().filter(|m| !m.is_empty());
     labels_kept
-        && empty_as_none(&wanted.data) == empty_as_none(&existing.data)
-        && binary_as_none(&wanted.binary_data) == binary_as_none(&existing.binary_data)
+        && same_map(&wanted.data, &existing.data)
+        && same_map(&wanted.binary_data, &existing.binary_data)
+}
+
+/// Equal maps, an absent map counting as empty (the API server drops empty ones).
+fn same_map<V: PartialEq>(
+    a: &Option<BTreeMap<String, V>>,
+    b: &Option<BTreeMap<String, V>>,
+) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        (Some(m), None) | (None, Some(m)) => m.is_empty(),
+        (None, None) => true,
+    }
 }
 
 /// The server-side apply body: apiVersion and kind are required.
@@ -80,14 +88,8 @@ pub fn apply_body(cm: &ConfigMap) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use routing::fixtures::organisation;
-    use routing::table::{EncodedTable, MANIFEST_KEY, encode};
-    use routing::{CompileOptions, compile};
-
-    fn encoded(contacts: usize) -> EncodedTable {
-        let objects = organisation(contacts, 0, 2);
-        encode(compile(&objects, &CompileOptions::default()).table())
-    }
+    use routing::fixtures::published as encoded;
+    use routing::table::MANIFEST_KEY;
 
     fn names(cms: &[ConfigMap]) -> Vec<&str> {
         cms.iter()

@@ -187,13 +187,9 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
     tracing::debug!(namespace = ns, version = %encoded.manifest.version, "table published");
 
     // Status, from what was published.
-    let reports: Vec<&ObjectReport> = compiled
-        .reports
-        .iter()
-        .chain(&snapshot.unreadable)
-        .collect();
-    write_statuses(ns, ctx, &snapshot, &reports).await?;
-    ctx.metrics.set_objects(ns, reports.iter().copied());
+    write_statuses(ns, ctx, &snapshot, &compiled.reports).await?;
+    let all_reports = compiled.reports.iter().chain(&snapshot.unreadable);
+    ctx.metrics.set_objects(ns, all_reports);
     Ok(Action::await_change())
 }
 
@@ -233,7 +229,7 @@ async fn write_statuses(
     ns: &str,
     ctx: &Context,
     snapshot: &Snapshot,
-    reports: &[&ObjectReport],
+    compiled: &[ObjectReport],
 ) -> Result<(), Error> {
     let now = (ctx.clock)();
     let unreadable_key = |r: &ObjectReport| (ns.to_owned(), r.kind, r.name.clone(), r.generation);
@@ -249,14 +245,10 @@ async fn write_statuses(
     let none = status::Current::default();
     // Computed as they are written, not all at once: at 100k objects the
     // bodies would be a hundred megabytes.
-    let updates = reports[..reports.len() - snapshot.unreadable.len()]
-        .iter()
-        .copied()
-        .chain(unreadable_new)
-        .filter_map(|r| {
-            let current = snapshot.current.get(&(r.kind, r.name.clone()));
-            status::update(r, current.unwrap_or(&none), &now)
-        });
+    let updates = compiled.iter().chain(unreadable_new).filter_map(|r| {
+        let current = snapshot.current.get(&(r.kind, r.name.clone()));
+        status::update(r, current.unwrap_or(&none), &now)
+    });
     let mut writes = futures::stream::iter(updates)
         .map(|u| write_status(ns, ctx, u))
         .buffered(ctx.settings.status_concurrency.max(1));

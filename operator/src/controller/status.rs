@@ -39,11 +39,11 @@ pub struct Transition {
 
 /// The status the object should have, or None when it has it already.
 pub fn update(report: &ObjectReport, current: &Current, now: &Time) -> Option<StatusUpdate> {
-    let old = current.status.clone().unwrap_or_default();
+    let old: &[Condition] = current.status.as_ref().map_or(&[], |s| &s.conditions);
     let generation = current.generation.or(report.generation);
     let summaries = report.conditions.iter().cloned().chain([report.stalled()]);
     let conditions: Vec<Condition> = summaries
-        .map(|s| condition(s, &old.conditions, generation, now))
+        .map(|s| condition(s, old, generation, now))
         .collect();
     let status = MailContactStatus {
         observed_generation: generation,
@@ -56,7 +56,7 @@ pub fn update(report: &ObjectReport, current: &Current, now: &Time) -> Option<St
     }
     let events = [LOOP_RISK, CONFLICT]
         .into_iter()
-        .filter_map(|t| transition(t, &old.conditions, &status.conditions))
+        .filter_map(|t| transition(t, old, &status.conditions))
         .collect();
     Some(StatusUpdate {
         kind: report.kind,

@@ -112,14 +112,9 @@ pub fn files_of<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{authoritative, contact, organisation};
+    use crate::fixtures::{authoritative, contact, published as encoded};
     use crate::table::encode;
     use crate::{CompileOptions, Objects, compile};
-
-    fn encoded(contacts: usize) -> EncodedTable {
-        let objects = organisation(contacts, 0, 2);
-        encode(compile(&objects, &CompileOptions::default()).table())
-    }
 
     fn names(cms: &[ConfigMap]) -> Vec<&str> {
         cms.iter()
