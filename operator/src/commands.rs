@@ -254,3 +254,17 @@ pub fn crds_yaml() -> Result<String> {
     }
     Ok(out)
 }
+
+pub async fn cleanup(options: &operator::cleanup::Options) -> Result<ExitCode> {
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API")?;
+    let deleted = operator::cleanup::run(client, options).await?;
+    if deleted.is_empty() {
+        println!("nothing to delete");
+    }
+    for d in deleted {
+        println!("deleted {d}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

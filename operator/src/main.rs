@@ -79,6 +79,9 @@ enum Command {
     /// Run the controller: compile every watched namespace into its
     /// published table and write each object's status.
     Operator(operator::controller::Options),
+    /// Delete the published tables' ConfigMaps and the leader Lease (the
+    /// Helm chart runs this after `helm uninstall`, once the operator is gone).
+    Cleanup(operator::cleanup::Options),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,11 @@ fn main() -> ExitCode {
                 .and_then(|rt| rt.block_on(operator::controller::run(options)))
                 .map(|()| ExitCode::SUCCESS)
         }
+        Command::Cleanup(options) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(commands::cleanup(&options))),
     };
     match result {
         Ok(code) => code,

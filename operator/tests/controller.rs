@@ -2,10 +2,8 @@
 //! controller example does: every request the operator makes is recorded
 //! and the tests assert the exact sequence, method, path and body.
 
-use http::{Request, Response};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::client::Body;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
@@ -24,55 +22,10 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+mod common;
+use common::*;
+
 const NS: &str = "mail";
-
-#[derive(Clone, Debug)]
-struct Recorded {
-    method: String,
-    path: String,
-    body: Value,
-}
-
-type Responder = Box<dyn Fn(usize, &Recorded) -> (u16, Value) + Send>;
-
-/// Answers like an API server that accepts everything: the body back.
-fn accept_all() -> Responder {
-    Box::new(|_, r| (200, r.body.clone()))
-}
-
-/// A client whose requests are answered by `respond` and recorded; the
-/// task returns the record when the client is dropped.
-fn mock_api(respond: Responder) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let task = tokio::spawn(async move {
-        let mut seen = Vec::new();
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let path = request.uri().to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body = if bytes.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_slice(&bytes).unwrap()
-            };
-            let r = Recorded { method, path, body };
-            let (code, mut answer) = respond(seen.len(), &r);
-            if code == 200 && answer.is_null() {
-                answer =
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200});
-            }
-            seen.push(r);
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                    .unwrap(),
-            );
-        }
-        seen
-    });
-    (Client::new(service, NS), task)
-}
 
 /// The caches, with their writers so a test can play the watch.
 struct Cluster {
@@ -265,7 +218,7 @@ async fn reconcile_once(
     leader: Leadership,
     respond: Responder,
 ) -> (Result<Action, Error>, Vec<Recorded>) {
-    let (client, server) = mock_api(respond);
+    let (client, server) = mock_api(respond, NS);
     let ctx = context(client, cluster.caches.clone(), leader);
     let result = reconcile(namespace(), ctx.clone()).await;
     drop(ctx);
@@ -563,7 +516,7 @@ fn refuse(code: u16, reason: &str) -> Responder {
 #[tokio::test]
 async fn a_permanent_error_waits_for_a_change() {
     let cluster = Cluster::new(&small_org());
-    let (client, server) = mock_api(refuse(422, "Invalid"));
+    let (client, server) = mock_api(refuse(422, "Invalid"), NS);
     let ctx = context(client, cluster.caches.clone(), Leadership::fixed(true));
     let error = reconcile(namespace(), ctx.clone()).await.unwrap_err();
     assert!(error.is_permanent());
@@ -593,7 +546,7 @@ async fn a_transient_error_backs_off_and_success_resets_the_backoff() {
             (200, r.body.clone())
         }
     });
-    let (client, server) = mock_api(respond);
+    let (client, server) = mock_api(respond, NS);
     let ctx = context(client, cluster.caches.clone(), Leadership::fixed(true));
     let mut waits = Vec::new();
     for _ in 0..3 {

@@ -1,0 +1,40 @@
+-- Argo CD health for the four mailroute.io kinds, from their conditions
+-- (DESIGN.md §4). Same script for AddressSpace, RecipientPolicy,
+-- MailContact and SmtpConnector.
+--   Progressing: the operator has not yet seen this generation;
+--   Degraded:    Stalled, not Ready, or a LoopRisk / AuthoritativenessConflict
+--                (mail for it may loop or be refused: look before it flows);
+--   Healthy:     Ready, with no risk.
+local hs = {status = "Progressing", message = "Waiting for the mailroute operator"}
+if obj.status == nil or obj.status.conditions == nil then
+  return hs
+end
+local generation = obj.metadata.generation
+if generation ~= nil and (obj.status.observedGeneration == nil or obj.status.observedGeneration < generation) then
+  hs.message = "Waiting for the mailroute operator to observe generation " .. generation
+  return hs
+end
+local by_type = {}
+for _, c in ipairs(obj.status.conditions) do
+  by_type[c.type] = c
+end
+local function describe(c)
+  if c.message ~= nil and c.message ~= "" then
+    return c.reason .. ": " .. c.message
+  end
+  return c.reason
+end
+for _, t in ipairs({"Stalled", "LoopRisk", "AuthoritativenessConflict"}) do
+  local c = by_type[t]
+  if c ~= nil and c.status == "True" then
+    return {status = "Degraded", message = t .. " " .. describe(c)}
+  end
+end
+local ready = by_type["Ready"]
+if ready == nil or ready.status == "Unknown" then
+  return hs
+end
+if ready.status == "False" then
+  return {status = "Degraded", message = describe(ready)}
+end
+return {status = "Healthy", message = describe(ready)}

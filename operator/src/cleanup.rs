@@ -1,0 +1,71 @@
+//! `mailroute cleanup`: removes what the operator created and Helm does not
+//! know about — the published tables' ConfigMaps and the leader Lease — so
+//! `helm uninstall` (which runs it as a post-delete hook, after the operator
+//! is gone) leaves nothing behind but the CRDs and the user's own objects.
+
+use routing::table::configmaps::table_selector;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, ListParams};
+use kube::{Client, ResourceExt};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Options {
+    /// Namespaces to clean (repeatable); none = every namespace.
+    #[arg(short = 'n', long = "namespace", value_name = "NS")]
+    pub namespaces: Vec<String>,
+    /// The table whose ConfigMaps are deleted (only those carrying its labels).
+    #[arg(long, default_value = "mailroute-table")]
+    pub table_name: String,
+    /// The leader-election Lease to delete.
+    #[arg(long, default_value = "mailroute-operator")]
+    pub lease_name: String,
+    /// The Lease's namespace (default: the client's, i.e. the pod's).
+    #[arg(long)]
+    pub lease_namespace: Option<String>,
+}
+
+/// Deletes the table ConfigMaps and the Lease; returns what was deleted as
+/// `namespace/Kind/name`, in the order it was deleted. Missing objects are
+/// not errors: a second run deletes nothing.
+pub async fn run(client: Client, o: &Options) -> kube::Result<Vec<String>> {
+    let mut deleted = Vec::new();
+    let lists: Vec<Api<ConfigMap>> = if o.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        o.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let selector = ListParams::default().labels(&table_selector(&o.table_name));
+    for api in lists {
+        for cm in api.list(&selector).await? {
+            let ns = cm.namespace().unwrap_or_default();
+            let name = cm.name_any();
+            if delete(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &name).await? {
+                deleted.push(format!("{ns}/ConfigMap/{name}"));
+            }
+        }
+    }
+    let lease_ns = o
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    if delete(&Api::<Lease>::namespaced(client, &lease_ns), &o.lease_name).await? {
+        deleted.push(format!("{lease_ns}/Lease/{}", o.lease_name));
+    }
+    Ok(deleted)
+}
+
+/// Deletes one object; false when it was already gone.
+async fn delete<K>(api: &Api<K>, name: &str) -> kube::Result<bool>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
