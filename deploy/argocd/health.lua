@@ -19,10 +19,14 @@ for _, c in ipairs(obj.status.conditions) do
   by_type[c.type] = c
 end
 local function describe(c)
-  if c.message ~= nil and c.message ~= "" then
-    return c.reason .. ": " .. c.message
+  if c.message == nil or c.message == "" then
+    return c.reason
   end
-  return c.reason
+  -- Problem messages already start with their reason.
+  if string.sub(c.message, 1, #c.reason) == c.reason then
+    return c.message
+  end
+  return c.reason .. ": " .. c.message
 end
 for _, t in ipairs({"Stalled", "LoopRisk", "AuthoritativenessConflict"}) do
   local c = by_type[t]

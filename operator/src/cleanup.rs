@@ -3,11 +3,11 @@
 //! `helm uninstall` (which runs it as a post-delete hook, after the operator
 //! is gone) leaves nothing behind but the CRDs and the user's own objects.
 
-use routing::table::configmaps::table_selector;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::{Client, ResourceExt};
+use routing::table::configmaps::table_selector;
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct Options {

@@ -7,7 +7,8 @@ use common::*;
 use operator::cleanup::{Options, run};
 use serde_json::{Value, json};
 
-const SELECTOR: &str = "app.kubernetes.io%2Fmanaged-by%3Dmailroute%2Cmailroute.io%2Ftable%3Dmailroute-table";
+const SELECTOR: &str =
+    "app.kubernetes.io%2Fmanaged-by%3Dmailroute%2Cmailroute.io%2Ftable%3Dmailroute-table";
 
 fn configmap_list(items: &[(&str, &str)]) -> Value {
     json!({
@@ -97,8 +98,7 @@ async fn only_the_listed_namespaces_and_nothing_left_is_not_an_error() {
             format!("GET /api/v1/namespaces/x/configmaps?&labelSelector={SELECTOR}"),
             "DELETE /api/v1/namespaces/x/configmaps/mailroute-table?".into(),
             format!("GET /api/v1/namespaces/y/configmaps?&labelSelector={SELECTOR}"),
-            "DELETE /apis/coordination.k8s.io/v1/namespaces/ops/leases/mailroute-operator?"
-                .into(),
+            "DELETE /apis/coordination.k8s.io/v1/namespaces/ops/leases/mailroute-operator?".into(),
         ]
     );
 }

@@ -24,7 +24,10 @@ pub fn accept_all() -> Responder {
 
 /// A client whose requests are answered by `respond` and recorded; the
 /// task returns the record when the client is dropped.
-pub fn mock_api(respond: Responder, default_namespace: &str) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
+pub fn mock_api(
+    respond: Responder,
+    default_namespace: &str,
+) -> (Client, tokio::task::JoinHandle<Vec<Recorded>>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let task = tokio::spawn(async move {
         let mut seen = Vec::new();
@@ -55,4 +58,3 @@ pub fn mock_api(respond: Responder, default_namespace: &str) -> (Client, tokio::
     });
     (Client::new(service, default_namespace), task)
 }
-
