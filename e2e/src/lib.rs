@@ -131,6 +131,30 @@ pub fn objects_from_yaml(text: &str) -> Objects {
     manifests::read(&[path]).unwrap().single(None).unwrap().1
 }
 
+/// Points a contact at a new target by server-side apply, as a user's
+/// `kubectl apply` of the changed object would.
+pub async fn retarget_contact(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    target: &str,
+    proxy_addresses: &[&str],
+) -> Result<()> {
+    Api::<MailContact>::namespaced(client.clone(), ns)
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER),
+            &Patch::Apply(serde_json::json!({
+                "apiVersion": "mailroute.io/v1alpha1",
+                "kind": "MailContact",
+                "metadata": {"name": name},
+                "spec": {"targetAddress": target, "proxyAddresses": proxy_addresses}
+            })),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Deletes every object (by name) from `ns`; missing ones are fine.
 pub async fn delete(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
     async fn each<K>(client: &Client, ns: &str, items: &[K]) -> Result<()>

@@ -9,9 +9,8 @@
 use e2e::*;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, LogParams, PostParams};
 use kube::{Client, ResourceExt};
-use routing::crd::MailContact;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
@@ -188,19 +187,15 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
 
     // Change the contact; time until the relay routes to sink b.
     let changed = Instant::now();
-    Api::<MailContact>::namespaced(client.clone(), &release)
-        .patch(
-            "e2e-ann",
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(json!({
-                "apiVersion": "mailroute.io/v1alpha1",
-                "kind": "MailContact",
-                "metadata": {"name": "e2e-ann"},
-                "spec": {"targetAddress": "ann@b.example.test", "proxyAddresses": ["ann@example.test"]}
-            })),
-        )
-        .await
-        .unwrap();
+    retarget_contact(
+        &client,
+        &release,
+        "e2e-ann",
+        "ann@b.example.test",
+        &["ann@example.test"],
+    )
+    .await
+    .unwrap();
     let mut n = 0;
     loop {
         n += 1;

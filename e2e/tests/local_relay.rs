@@ -3,8 +3,6 @@
 //! takes to follow a change (e2e/run.sh local).
 
 use e2e::*;
-use kube::api::{Api, Patch, PatchParams};
-use routing::crd::MailContact;
 use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -119,19 +117,15 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
 
     // Change the contact; time until the relay routes the new way.
     let changed = Instant::now();
-    Api::<MailContact>::namespaced(ns.client.clone(), &ns.name)
-        .patch(
-            "ann",
-            &PatchParams::apply(FIELD_MANAGER),
-            &Patch::Apply(serde_json::json!({
-                "apiVersion": "mailroute.io/v1alpha1",
-                "kind": "MailContact",
-                "metadata": {"name": "ann"},
-                "spec": {"targetAddress": "ann@b.example.test", "proxyAddresses": ["ann@example.test"]}
-            })),
-        )
-        .await
-        .unwrap();
+    retarget_contact(
+        &ns.client,
+        &ns.name,
+        "ann",
+        "ann@b.example.test",
+        &["ann@example.test"],
+    )
+    .await
+    .unwrap();
     let mut n = 0;
     loop {
         n += 1;
