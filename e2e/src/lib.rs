@@ -155,6 +155,35 @@ pub async fn retarget_contact(
     Ok(())
 }
 
+/// Sends `probe-N` messages for ann@example.test through the relay until
+/// `arrived` says one reached the new next hop; returns the time since
+/// `since` (the change). Panics once `within` has passed.
+pub async fn probe_until<F, Fut>(
+    relay: &str,
+    since: Instant,
+    within: Duration,
+    mut arrived: F,
+) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        let subject = format!("probe-{n}");
+        let _ = send(relay, "sender@example.org", "ann@example.test", &subject).await;
+        if arrived().await {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "the relay never followed the change within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Deletes every object (by name) from `ns`; missing ones are fine.
 pub async fn delete(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
     async fn each<K>(client: &Client, ns: &str, items: &[K]) -> Result<()>

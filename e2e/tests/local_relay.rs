@@ -126,27 +126,11 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
     )
     .await
     .unwrap();
-    let mut n = 0;
-    loop {
-        n += 1;
-        let subject = format!("probe-{n}");
-        let _ = send(
-            &relay_addr,
-            "sender@example.org",
-            "ann@example.test",
-            &subject,
-        )
-        .await;
-        if got_b.lock().unwrap().iter().any(|l| l.contains("probe-")) {
-            break;
-        }
-        assert!(
-            changed.elapsed() < Duration::from_secs(60),
-            "the relay never followed the change"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let took = changed.elapsed();
+    let took = probe_until(&relay_addr, changed, Duration::from_secs(60), || {
+        let seen = got_b.lock().unwrap().iter().any(|l| l.contains("probe-"));
+        async move { seen }
+    })
+    .await;
     eprintln!(
         "propagation: contact changed → relay routes the new way in {:.2} s",
         took.as_secs_f64()
