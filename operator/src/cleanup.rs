@@ -3,9 +3,10 @@
 //! `helm uninstall` (which runs it as a post-delete hook, after the operator
 //! is gone) leaves nothing behind but the CRDs and the user's own objects.
 
+use crate::delete_if_present as delete;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use routing::table::configmaps::table_selector;
 
@@ -56,16 +57,4 @@ pub async fn run(client: Client, o: &Options) -> kube::Result<Vec<String>> {
         deleted.push(format!("{lease_ns}/Lease/{}", o.lease_name));
     }
     Ok(deleted)
-}
-
-/// Deletes one object; false when it was already gone.
-async fn delete<K>(api: &Api<K>, name: &str) -> kube::Result<bool>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    match api.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
-        Err(e) => Err(e),
-    }
 }

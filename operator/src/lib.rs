@@ -4,3 +4,16 @@
 
 pub mod cleanup;
 pub mod controller;
+
+/// Deletes one object; false when it was already gone (which is what a
+/// delete wants, so it is not an error).
+pub async fn delete_if_present<K>(api: &kube::Api<K>, name: &str) -> kube::Result<bool>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &kube::api::DeleteParams::default()).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}

@@ -11,7 +11,7 @@ use super::status::{self, StatusUpdate};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
@@ -214,12 +214,9 @@ async fn apply_plan(ns: &str, ctx: &Context, plan: publish::Plan) -> Result<(), 
     }
     for name in &plan.delete {
         ensure_leader(ctx)?;
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            // Already gone is what we wanted.
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(write_error(format!("deleting ConfigMap {ns}/{name}"))(e)),
-        }
+        crate::delete_if_present(&api, name)
+            .await
+            .map_err(write_error(format!("deleting ConfigMap {ns}/{name}")))?;
         ctx.metrics.count_write("configmap_delete");
     }
     Ok(())
