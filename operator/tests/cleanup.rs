@@ -1,11 +1,10 @@
 //! `mailroute cleanup` (the chart's post-delete hook) against a mocked API
-//! server: exactly the table's labelled ConfigMaps and the Lease are deleted.
+//! server: exactly the table's labelled ConfigMaps and the Lease are deleted,
+//! and the chart's hook RBAC allows every request.
 
-mod common;
-
-use common::*;
 use operator::cleanup::{Options, run};
 use serde_json::{Value, json};
+use testkit::*;
 
 const SELECTOR: &str =
     "app.kubernetes.io%2Fmanaged-by%3Dmailroute%2Cmailroute.io%2Ftable%3Dmailroute-table";
@@ -61,8 +60,17 @@ async fn deletes_every_labelled_table_configmap_in_all_namespaces_then_the_lease
             "mailroute/Lease/mailroute-operator",
         ]
     );
+    let seen = server.await.unwrap();
+    // The chart's post-delete hook runs exactly this (no --namespace, the
+    // Lease in its own namespace) with the RBAC in deploy/cleanup-rbac.yaml.
+    Grants::of(
+        &[&repo_file("deploy/cleanup-rbac.yaml")],
+        "mailroute",
+        "mailroute-cleanup",
+    )
+    .assert_allows(seen.iter().map(|r| (r.method.as_str(), r.path.as_str())));
     assert_eq!(
-        requests(&server.await.unwrap()),
+        requests(&seen),
         [
             format!("GET /api/v1/configmaps?&labelSelector={SELECTOR}"),
             "DELETE /api/v1/namespaces/a/configmaps/mailroute-table-shard-000?".into(),

@@ -1,7 +1,8 @@
 //! `--configmap`: the relay follows the table through the API (feature
 //! `kube`). The API server is mocked (tower-test): a list answers the first
 //! table, a watch delivers the second, shards before the manifest as the
-//! operator writes them.
+//! operator writes them. Every request must be granted to the relay's
+//! ServiceAccount by the chart's RBAC (deploy/rbac.yaml).
 #![cfg(feature = "kube")]
 
 use http::{Request, Response};
@@ -17,6 +18,10 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use testkit::{Grants, repo_file};
+
+/// The namespace deploy/rbac.yaml grants the relay's ServiceAccount.
+const NS: &str = "mailroute";
 
 fn table(contacts: &[&str]) -> (String, Vec<ConfigMap>) {
     let mut o = Objects::default();
@@ -31,7 +36,7 @@ fn table(contacts: &[&str]) -> (String, Vec<ConfigMap>) {
         ));
     }
     let encoded = encode(routing::compile(&o, &CompileOptions::default()).table());
-    let mut cms = table_configmaps("mailroute-table", "mail", &encoded);
+    let mut cms = table_configmaps("mailroute-table", NS, &encoded);
     for (i, cm) in cms.iter_mut().enumerate() {
         cm.metadata.resource_version = Some(format!("{}", 10 + i));
     }
@@ -86,10 +91,10 @@ async fn the_relay_follows_the_published_configmaps() {
         paths
     });
     let tables = Arc::new(Tables::default());
-    let client = Client::new(service, "mail");
+    let client = Client::new(service, NS);
     let watcher = tokio::spawn(relay::configmap::run(
         client,
-        "mail".into(),
+        NS.into(),
         "mailroute-table".into(),
         tables.clone(),
     ));
@@ -111,7 +116,8 @@ async fn the_relay_follows_the_published_configmaps() {
     let paths = server.await.unwrap();
     let selector = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dmailroute%2Cmailroute.io%2Ftable%3Dmailroute-table";
     assert!(
-        paths[0].starts_with("/api/v1/namespaces/mail/configmaps?") && paths[0].contains(selector),
+        paths[0].starts_with("/api/v1/namespaces/mailroute/configmaps?")
+            && paths[0].contains(selector),
         "{}",
         paths[0]
     );
@@ -120,5 +126,7 @@ async fn the_relay_follows_the_published_configmaps() {
         "{}",
         paths[1]
     );
+    Grants::of(&[&repo_file("deploy/rbac.yaml")], NS, "mailroute-relay")
+        .assert_allows(paths.iter().map(|p| ("GET", p.as_str())));
     watcher.abort();
 }

@@ -1,7 +1,5 @@
-//! A mocked API server (tower-test), shared by the operator's tests: every
-//! request is recorded so a test can assert the exact sequence, method,
-//! path and body.
-#![allow(dead_code)]
+//! A mocked API server (tower-test): every request is recorded so a test
+//! can assert the exact sequence, method, path and body.
 
 use http::{Request, Response};
 use kube::Client;

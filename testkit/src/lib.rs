@@ -1,0 +1,21 @@
+//! Test support for the Kubernetes I/O of the operator and the relay (a
+//! dev-dependency only):
+//! - [`mock_api`]: a tower-test API server that records every request, so a
+//!   test asserts the exact sequence, method, path and body;
+//! - [`rbac`]: what a ServiceAccount may do under the RBAC manifests in
+//!   `deploy/`, so a test proves every recorded request would be allowed.
+
+pub mod mock_api;
+pub mod rbac;
+
+pub use mock_api::{Recorded, Responder, accept_all, mock_api};
+pub use rbac::Grants;
+
+/// A file of the repository, by its path from the workspace root.
+pub fn repo_file(path: &str) -> std::path::PathBuf {
+    let testkit = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    testkit
+        .parent()
+        .expect("testkit is in the workspace")
+        .join(path)
+}
