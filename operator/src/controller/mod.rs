@@ -140,8 +140,20 @@ impl Namespaces {
     }
 }
 
+/// Runs the operator against the cluster of the kubeconfig (or the pod's
+/// service account) until SIGTERM.
 pub async fn run(o: Options) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
+    run_with(client, o, ops::shutdown_signal()).await
+}
+
+/// Runs the operator with `client` until `shutdown` resolves, then releases
+/// the lease.
+pub async fn run_with(
+    client: Client,
+    o: Options,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let own_namespace = client.default_namespace().to_owned();
     let identity = o.identity.clone().unwrap_or_else(hostname);
     tracing::info!(namespaces = ?o.namespaces, table = %o.table_name, identity = %identity, "mailroute operator starting");
@@ -192,9 +204,11 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     // Requests to reconcile every namespace: on becoming leader, and when
     // the relay's own addresses change.
     let (all_tx, all_rx) = mpsc::unbounded_channel::<()>();
+    // Tasks that hold the context (and so the leadership) until shutdown.
+    let mut background = Vec::new();
     if let Some(service) = &o.relay_service {
         let (ns, name) = self_addresses::parse_service_ref(service, &own_namespace);
-        tokio::spawn(refresh_self_addresses(
+        background.push(tokio::spawn(refresh_self_addresses(
             Api::namespaced(client.clone(), ns),
             name.to_owned(),
             o.cluster_domain.clone(),
@@ -202,22 +216,22 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
             Duration::from_secs(o.service_refresh_seconds.max(1)),
             ctx.clone(),
             all_tx.clone(),
-        ));
+        )));
     }
-    tokio::spawn(follow_leadership(
+    background.push(tokio::spawn(follow_leadership(
         leadership.clone(),
         ctx.clone(),
         all_tx.clone(),
-    ));
+    )));
 
     let ready = Arc::new(AtomicBool::new(false));
     let listener = tokio::net::TcpListener::bind(o.metrics_listen)
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", o.metrics_listen))?;
-    tokio::spawn(ops::serve(listener, {
+    background.push(tokio::spawn(ops::serve(listener, {
         let (ctx, ready) = (ctx.clone(), ready.clone());
         move |path| respond(&ctx, &ready, path)
-    }));
+    })));
 
     let (store, writer) = reflector::store::<Namespace>();
     let namespaces = Arc::new(Namespaces {
@@ -237,8 +251,7 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
         }
     });
 
-    let queue = queue(changes, all_rx, caches.clone(), namespaces.clone())
-        .take_until(ops::shutdown_signal());
+    let queue = queue(changes, all_rx, caches.clone(), namespaces.clone()).take_until(shutdown);
     let config = Config::default()
         .debounce(Duration::from_millis(o.debounce_ms))
         .concurrency(o.concurrency);
@@ -258,6 +271,13 @@ pub async fn run(o: Options) -> anyhow::Result<()> {
     .await;
 
     tracing::info!("shutting down: releasing the lease");
+    // The lease is released once every holder of the leadership is gone.
+    for task in &background {
+        task.abort();
+    }
+    for task in background {
+        let _ = task.await;
+    }
     drop(ctx);
     drop(leadership);
     if let Some(e) = election {

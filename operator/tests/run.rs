@@ -1,0 +1,354 @@
+//! `mailroute operator` as a whole (`controller::run_with`) against a mocked
+//! API server: the caches list and watch, the replica wins the election,
+//! reads the relay Service for its own addresses, turns ready, publishes
+//! the table `mailroute compile` would write with those addresses, writes
+//! every status with ForwardsToSelf found through the Service, announces the
+//! risk as a Warning Event, and on shutdown releases its lease. Every
+//! request must be granted by deploy/rbac.yaml.
+
+use clap::Parser;
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use operator::controller::{Options, run_with};
+use routing::fixtures::{authoritative, connector, contact, internal_relay};
+use routing::table::configmaps::table_configmaps;
+use routing::table::encode;
+use routing::{CompileOptions, Objects};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testkit::{Grants, Recorded, repo_file};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NS: &str = "mail";
+const OWN_NS: &str = "mailroute";
+const CLUSTER_IP: &str = "10.96.0.25";
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    options: Options,
+}
+
+/// One of everything; the connector for corp.example points at the relay
+/// Service by its cluster DNS name, which only the Service lookup reveals.
+fn objects() -> Objects {
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example-com", "example.com"));
+    o.address_spaces
+        .push(internal_relay("corp", "corp.example"));
+    o.contacts
+        .push(contact("ann", &["ann@example.com"], "ann@mbx1.example.com"));
+    o.connectors.push(connector(
+        "mbx1",
+        &[("mbx1.example.com", 1)],
+        &["[192.0.2.11]"],
+    ));
+    o.connectors.push(connector(
+        "unix",
+        &[("corp.example", 1)],
+        &["relay.mailroute.svc.cluster.local"],
+    ));
+    o
+}
+
+/// The four kinds' lists, by plural resource name, as the API server sends them.
+fn lists(o: &Objects) -> BTreeMap<&'static str, Value> {
+    fn items<T: serde::Serialize>(kind: &str, all: &[T]) -> Value {
+        let items: Vec<Value> = all
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let mut v = serde_json::to_value(x).unwrap();
+                v["apiVersion"] = json!("mailroute.io/v1alpha1");
+                v["kind"] = json!(kind);
+                v["metadata"]["namespace"] = json!(NS);
+                v["metadata"]["uid"] = json!(format!("{kind}-{i}"));
+                v["metadata"]["resourceVersion"] = json!("1");
+                v
+            })
+            .collect();
+        json!({"apiVersion": "mailroute.io/v1alpha1", "kind": format!("{kind}List"),
+               "metadata": {"resourceVersion": "1"}, "items": items})
+    }
+    BTreeMap::from([
+        ("addressspaces", items("AddressSpace", &o.address_spaces)),
+        ("recipientpolicies", items("RecipientPolicy", &o.policies)),
+        ("mailcontacts", items("MailContact", &o.contacts)),
+        ("smtpconnectors", items("SmtpConnector", &o.connectors)),
+    ])
+}
+
+fn relay_service() -> Value {
+    json!({"apiVersion": "v1", "kind": "Service",
+           "metadata": {"name": "relay", "namespace": OWN_NS, "resourceVersion": "1"},
+           "spec": {"clusterIP": CLUSTER_IP, "clusterIPs": [CLUSTER_IP],
+                    "ports": [{"port": 25, "targetPort": 2525}]}})
+}
+
+/// RFC 7386 JSON merge: null removes a key, objects merge.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+/// A cluster holding `objects` in NS and the relay Service in OWN_NS;
+/// watches stay open and quiet; writes are accepted and recorded.
+fn cluster(objects: &Objects) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
+    let record = seen.clone();
+    let lists = lists(objects);
+    tokio::spawn(async move {
+        let mut open_watches = Vec::new();
+        let mut lease: Option<Value> = None;
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request.uri().to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            record.lock().unwrap().push(Recorded {
+                method: method.clone(),
+                path: path.clone(),
+                body: body.clone(),
+            });
+            let resource = path.split('?').next().unwrap();
+            let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                   "reason": "NotFound", "code": 404, "message": "not found"});
+            let (code, answer) = match method.as_str() {
+                "GET" if path.contains("watch=true") => {
+                    open_watches.push(send);
+                    continue;
+                }
+                "GET" if resource.contains("/leases/") => {
+                    lease.clone().map_or((404, not_found), |l| (200, l))
+                }
+                "GET" if resource.ends_with("/services/relay") => (200, relay_service()),
+                "GET" if resource.ends_with("/configmaps") => (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "ConfigMapList",
+                           "metadata": {"resourceVersion": "1"}, "items": []}),
+                ),
+                "GET" => {
+                    let plural = resource.rsplit('/').next().unwrap();
+                    (200, lists[plural].clone())
+                }
+                "POST" | "PATCH" if resource.contains("/leases") => {
+                    let mut l = lease.take().unwrap_or(json!({}));
+                    merge(&mut l, &body);
+                    l["metadata"]["resourceVersion"] = json!("2");
+                    l["metadata"]["namespace"] = json!(OWN_NS);
+                    lease = Some(l.clone());
+                    (200, l)
+                }
+                // ConfigMap and status applies, Events: accepted as sent.
+                "PATCH" | "POST" => {
+                    let mut answer = body;
+                    answer["metadata"]["resourceVersion"] = json!("3");
+                    (200, answer)
+                }
+                _ => panic!("unexpected request {method} {path}"),
+            };
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(service, OWN_NS), seen)
+}
+
+async fn http_get(port: u16, path: &str) -> String {
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The last apply body written to `path_part`, once one is there.
+fn last_write<'a>(seen: &'a [Recorded], path_part: &str) -> Option<&'a Value> {
+    seen.iter()
+        .rev()
+        .find(|r| r.method == "PATCH" && r.path.contains(path_part))
+        .map(|r| &r.body)
+}
+
+fn loop_risk(status_apply: &Value) -> (String, String) {
+    let c = status_apply["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "LoopRisk")
+        .unwrap();
+    (
+        c["status"].as_str().unwrap().into(),
+        c["reason"].as_str().unwrap().into(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_elects_watches_publishes_reports_and_releases_its_lease() {
+    let objects = objects();
+    let (client, seen) = cluster(&objects);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cli = Cli::parse_from([
+        "operator",
+        "--relay-service=relay",
+        "--identity=operator-0",
+        "--debounce-ms=50",
+        "--lease-duration=3",
+        &format!("--metrics-listen=127.0.0.1:{port}"),
+    ]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = run_with(client, cli.options, async {
+        let _ = stopped.await;
+    });
+    // The operator's future is not Send (the applier's closures), so it runs
+    // beside the checks in this task rather than spawned.
+    let observe = async {
+        observe_until_published(&seen, port, &objects).await;
+        stop.send(()).unwrap();
+    };
+    let (result, ()) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(operator, observe)
+    })
+    .await
+    .expect("the operator publishes and then stops");
+    result.unwrap();
+
+    // After shutdown, the lease is released (holder cleared).
+    let after = seen.lock().unwrap().clone();
+    let release = after
+        .iter()
+        .rev()
+        .find(|r| r.method == "PATCH" && r.path.contains("/leases/mailroute-operator"))
+        .unwrap();
+    assert_eq!(
+        release.body["spec"]["holderIdentity"],
+        Value::Null,
+        "{:?}",
+        release.body
+    );
+    assert!(
+        release.body["spec"]
+            .as_object()
+            .unwrap()
+            .contains_key("holderIdentity")
+    );
+}
+
+/// Waits until the operator has published the expected table and status,
+/// then checks readiness, metrics, the order of writes, Events and RBAC.
+async fn observe_until_published(seen: &Mutex<Vec<Recorded>>, port: u16, objects: &Objects) {
+    // The table `mailroute compile` writes with the Service's names and IP
+    // as the relay's own addresses.
+    let self_addresses = vec![
+        CLUSTER_IP.to_owned(),
+        "relay".into(),
+        "relay.mailroute".into(),
+        "relay.mailroute.svc".into(),
+        "relay.mailroute.svc.cluster.local".into(),
+    ];
+    let expected = encode(routing::compile(objects, &CompileOptions { self_addresses }).table());
+    let want_manifest = String::from_utf8(expected.files["manifest.json"].clone()).unwrap();
+    let manifest = format!("/api/v1/namespaces/{NS}/configmaps/mailroute-table?");
+    let unix_status = format!("/namespaces/{NS}/smtpconnectors/unix/status");
+    let mut done = false;
+    for _ in 0..500 {
+        {
+            let seen = seen.lock().unwrap();
+            let published = last_write(&seen, &manifest)
+                .is_some_and(|cm| cm["data"]["manifest.json"] == want_manifest);
+            let risk = last_write(&seen, &unix_status).map(loop_risk);
+            let announced = seen.iter().any(|r| {
+                r.method == "POST"
+                    && r.path.contains("/events")
+                    && r.body["type"] == "Warning"
+                    && r.body["reason"] == "ForwardsToSelf"
+                    && r.body["regarding"]["name"] == "unix"
+            });
+            let found = risk == Some(("True".into(), "ForwardsToSelf".into()));
+            if published && found && announced {
+                done = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let requests = seen.lock().unwrap().clone();
+    let lines: Vec<String> = requests
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        done,
+        "never published the table, status and Warning Event with ForwardsToSelf: {lines:#?}"
+    );
+
+    // Ready as the leader; the metrics say so.
+    let readyz = http_get(port, "/readyz").await;
+    assert!(
+        readyz.starts_with("HTTP/1.1 200") && readyz.ends_with("ready (leader)\n"),
+        "{readyz}"
+    );
+    let metrics = http_get(port, "/metrics").await;
+    assert!(
+        metrics.contains("\nmailroute_operator_leader 1\n"),
+        "{metrics}"
+    );
+
+    // Nothing is written before the lease is held.
+    let first_write = lines
+        .iter()
+        .position(|l| !l.starts_with("GET") && !l.contains("/leases"))
+        .unwrap();
+    let acquired = lines
+        .iter()
+        .position(|l| l.contains("/leases") && !l.starts_with("GET"))
+        .unwrap();
+    assert!(acquired < first_write, "{lines:#?}");
+
+    // Every ConfigMap of the table as compiled.
+    for cm in table_configmaps("mailroute-table", NS, &expected) {
+        let name = cm.metadata.name.clone().unwrap();
+        let path = format!("/api/v1/namespaces/{NS}/configmaps/{name}?");
+        let written = last_write(&requests, &path).unwrap_or_else(|| panic!("{name} not written"));
+        let want = serde_json::to_value(&cm).unwrap();
+        assert_eq!(written["data"], want["data"], "{name}");
+        assert_eq!(written["binaryData"], want["binaryData"], "{name}");
+    }
+    Grants::of(
+        &[&repo_file("deploy/rbac.yaml")],
+        OWN_NS,
+        "mailroute-operator",
+    )
+    .assert_allows(
+        requests
+            .iter()
+            .map(|r| (r.method.as_str(), r.path.as_str())),
+    );
+}
