@@ -6,101 +6,31 @@
 //! (Reconcile requests are checked the same way in controller.rs.)
 
 use futures::StreamExt;
-use http::{Request, Response};
-use kube::Client;
-use kube::client::Body;
 use operator::controller::{caches, leader};
-use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use testkit::{Grants, repo_file};
+use testkit::{FakeCluster, Grants, Recorded, Seen, repo_file};
 
-/// Every request so far, as (method, path).
-type Seen = Arc<Mutex<Vec<(String, String)>>>;
-
-/// An API server with nothing in it: lists are empty, watches stay open
-/// and quiet, the Lease does not exist until it is created. Returns the
-/// client and the requests seen so far (method, path).
-fn empty_cluster() -> (Client, Seen) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen = Seen::default();
-    let record = seen.clone();
-    tokio::spawn(async move {
-        let mut open_watches = Vec::new();
-        let mut lease: Option<Value> = None;
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let path = request.uri().to_string();
-            let body = request.into_body().collect_bytes().await.unwrap();
-            record.lock().unwrap().push((method.clone(), path.clone()));
-            let is_lease = path.contains("/leases");
-            let (code, answer) = match method.as_str() {
-                "GET" if path.contains("watch=true") => {
-                    open_watches.push(send);
-                    continue;
-                }
-                "GET" if is_lease => match &lease {
-                    Some(l) => (200, l.clone()),
-                    None => (
-                        404,
-                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                               "reason": "NotFound", "code": 404, "message": "not found"}),
-                    ),
-                },
-                "GET" => (
-                    200,
-                    json!({"kind": "List", "apiVersion": "v1",
-                           "metadata": {"resourceVersion": "1"}, "items": []}),
-                ),
-                "POST" | "PATCH" if is_lease => {
-                    let change: Value = serde_json::from_slice(&body).unwrap();
-                    // A Lease has no lists: its strategic merge is a JSON merge.
-                    let mut l = lease.take().unwrap_or(json!({}));
-                    merge(&mut l, &change);
-                    let version = l["metadata"]["resourceVersion"].as_str().unwrap_or("1");
-                    let next = version.parse::<u64>().unwrap() + 1;
-                    l["metadata"]["resourceVersion"] = json!(next.to_string());
-                    l["metadata"]["namespace"] = json!("mailroute");
-                    lease = Some(l.clone());
-                    (if method == "POST" { 201 } else { 200 }, l)
-                }
-                _ => panic!("unexpected request {method} {path}"),
-            };
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
-    (Client::new(service, "mailroute"), seen)
+/// An API server with nothing in it but what the operator creates.
+fn empty_cluster() -> (kube::Client, Seen) {
+    FakeCluster::default().serve("mailroute")
 }
 
-/// RFC 7386 JSON merge patch: null removes a key, objects merge.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
-    }
+fn requests(seen: &Seen) -> Vec<(String, String)> {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .map(|r: &Recorded| (r.method.clone(), r.path.clone()))
+        .collect()
 }
 
-async fn until(seen: &Mutex<Vec<(String, String)>>, done: impl Fn(&[(String, String)]) -> bool) {
+async fn until(seen: &Seen, done: impl Fn(&[(String, String)]) -> bool) {
     for _ in 0..200 {
-        if done(&seen.lock().unwrap()) {
+        if done(&requests(seen)) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("never happened; requests: {:#?}", seen.lock().unwrap());
+    panic!("never happened; requests: {:#?}", requests(seen));
 }
 
 fn assert_granted(seen: &[(String, String)]) {
@@ -120,7 +50,7 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
     let watches =
         |s: &[(String, String)]| s.iter().filter(|(_, p)| p.contains("watch=true")).count();
     until(&seen, |s| watches(s) == 5).await;
-    let seen = seen.lock().unwrap().clone();
+    let seen = requests(&seen);
     assert_granted(&seen);
 
     let mut kinds: Vec<&str> = seen
@@ -162,7 +92,7 @@ async fn watched_namespaces_are_listed_one_by_one() {
         s.iter().filter(|(_, p)| p.contains("watch=true")).count() == 10
     })
     .await;
-    let seen = seen.lock().unwrap().clone();
+    let seen = requests(&seen);
     assert_granted(&seen);
     for (_, path) in &seen {
         let in_a_or_b = ["a", "b"].iter().any(|ns| {
@@ -182,14 +112,14 @@ async fn the_election_reads_creates_and_renews_its_lease_as_granted() {
     let mut leadership = election.leadership.clone();
     if !leadership.is_leader() {
         let became = tokio::time::timeout(Duration::from_secs(5), leadership.changed()).await;
-        assert_eq!(became.ok(), Some(Some(true)), "{:#?}", seen.lock().unwrap());
+        assert_eq!(became.ok(), Some(Some(true)), "{:#?}", requests(&seen));
     }
     // A renewal comes within the grace period (1 s for a 3 s lease).
     until(&seen, |s| {
         s.iter().filter(|(m, _)| m == "PATCH").count() >= 1
     })
     .await;
-    let seen = seen.lock().unwrap().clone();
+    let seen = requests(&seen);
     assert_granted(&seen);
     let lease = "/apis/coordination.k8s.io/v1/namespaces/mailroute/leases/mailroute-operator";
     assert!(

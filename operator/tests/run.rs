@@ -7,9 +7,7 @@
 //! request must be granted by deploy/rbac.yaml.
 
 use clap::Parser;
-use http::{Request, Response};
 use kube::Client;
-use kube::client::Body;
 use operator::controller::{Options, run_with};
 use routing::fixtures::{authoritative, connector, contact, internal_relay};
 use routing::table::configmaps::table_configmaps;
@@ -17,9 +15,9 @@ use routing::table::encode;
 use routing::{CompileOptions, Objects};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
-use testkit::{Grants, Recorded, repo_file};
+use testkit::{FakeCluster, Grants, Recorded, Seen, repo_file};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NS: &str = "mail";
@@ -89,88 +87,16 @@ fn relay_service() -> Value {
                     "ports": [{"port": 25, "targetPort": 2525}]}})
 }
 
-/// RFC 7386 JSON merge: null removes a key, objects merge.
-fn merge(target: &mut Value, patch: &Value) {
-    match (target.as_object_mut(), patch.as_object()) {
-        (Some(t), Some(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
-                }
-            }
-        }
-        _ => *target = patch.clone(),
+/// A cluster holding `objects` in NS and the relay Service in OWN_NS.
+fn cluster(objects: &Objects) -> (Client, Seen) {
+    let mut fake = FakeCluster::default().with_object(
+        &format!("/api/v1/namespaces/{OWN_NS}/services/relay"),
+        relay_service(),
+    );
+    for (plural, list) in lists(objects) {
+        fake = fake.with_list(plural, list);
     }
-}
-
-/// A cluster holding `objects` in NS and the relay Service in OWN_NS;
-/// watches stay open and quiet; writes are accepted and recorded.
-fn cluster(objects: &Objects) -> (Client, Arc<Mutex<Vec<Recorded>>>) {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let seen: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-    let record = seen.clone();
-    let lists = lists(objects);
-    tokio::spawn(async move {
-        let mut open_watches = Vec::new();
-        let mut lease: Option<Value> = None;
-        while let Some((request, send)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let path = request.uri().to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            record.lock().unwrap().push(Recorded {
-                method: method.clone(),
-                path: path.clone(),
-                body: body.clone(),
-            });
-            let resource = path.split('?').next().unwrap();
-            let not_found = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                                   "reason": "NotFound", "code": 404, "message": "not found"});
-            let (code, answer) = match method.as_str() {
-                "GET" if path.contains("watch=true") => {
-                    open_watches.push(send);
-                    continue;
-                }
-                "GET" if resource.contains("/leases/") => {
-                    lease.clone().map_or((404, not_found), |l| (200, l))
-                }
-                "GET" if resource.ends_with("/services/relay") => (200, relay_service()),
-                "GET" if resource.ends_with("/configmaps") => (
-                    200,
-                    json!({"apiVersion": "v1", "kind": "ConfigMapList",
-                           "metadata": {"resourceVersion": "1"}, "items": []}),
-                ),
-                "GET" => {
-                    let plural = resource.rsplit('/').next().unwrap();
-                    (200, lists[plural].clone())
-                }
-                "POST" | "PATCH" if resource.contains("/leases") => {
-                    let mut l = lease.take().unwrap_or(json!({}));
-                    merge(&mut l, &body);
-                    l["metadata"]["resourceVersion"] = json!("2");
-                    l["metadata"]["namespace"] = json!(OWN_NS);
-                    lease = Some(l.clone());
-                    (200, l)
-                }
-                // ConfigMap and status applies, Events: accepted as sent.
-                "PATCH" | "POST" => {
-                    let mut answer = body;
-                    answer["metadata"]["resourceVersion"] = json!("3");
-                    (200, answer)
-                }
-                _ => panic!("unexpected request {method} {path}"),
-            };
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
-    (Client::new(service, OWN_NS), seen)
+    fake.serve(OWN_NS)
 }
 
 async fn http_get(port: u16, path: &str) -> String {

@@ -2,12 +2,16 @@
 //! dev-dependency only):
 //! - [`mock_api`]: a tower-test API server that records every request, so a
 //!   test asserts the exact sequence, method, path and body;
+//! - [`fake_cluster`]: a mocked API server with just enough state (lists,
+//!   quiet watches, Leases) to run the operator as a whole;
 //! - [`rbac`]: what a ServiceAccount may do under the RBAC manifests in
 //!   `deploy/`, so a test proves every recorded request would be allowed.
 
+pub mod fake_cluster;
 pub mod mock_api;
 pub mod rbac;
 
+pub use fake_cluster::{FakeCluster, Seen};
 pub use mock_api::{Recorded, Responder, accept_all, mock_api};
 pub use rbac::Grants;
 
