@@ -11,6 +11,9 @@
 ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+# Symbols stay (readable backtraces), debug info goes: about 20 MB per
+# binary instead of 120 MB.
+ENV CARGO_PROFILE_RELEASE_DEBUG=false
 WORKDIR /src
 COPY . .
 # The registry and target caches make rebuilds incremental; the binaries
