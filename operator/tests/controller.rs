@@ -15,7 +15,7 @@ use operator::controller::leader::Leadership;
 use operator::controller::publish::table_configmaps;
 use operator::controller::reconcile::{Context, Error, Settings, error_policy, reconcile};
 use routing::crd::{MailContactStatus, MailrouteStatus};
-use routing::fixtures::{authoritative, connector, contact, internal_relay, organisation};
+use routing::fixtures::{organisation, small_org_through};
 use routing::table::encode;
 use routing::{CompileOptions, Objects};
 use serde_json::{Value, json};
@@ -188,27 +188,10 @@ fn namespace() -> Arc<Namespace> {
     })
 }
 
-/// An organisation with one of everything, and a loop risk: the
-/// connector for the shared space points at the relay itself.
+/// One of everything; the connector for the shared space points at the
+/// relay itself (`relay.mail.svc` is among the context's own addresses).
 fn small_org() -> Objects {
-    let mut o = Objects::default();
-    o.address_spaces
-        .push(authoritative("example-com", "example.com"));
-    o.address_spaces
-        .push(internal_relay("corp", "corp.example"));
-    o.contacts
-        .push(contact("ann", &["ann@example.com"], "ann@mbx1.example.com"));
-    o.connectors.push(connector(
-        "mbx1",
-        &[("mbx1.example.com", 1)],
-        &["[192.0.2.11]"],
-    ));
-    o.connectors.push(connector(
-        "unix",
-        &[("corp.example", 1)],
-        &["relay.mail.svc"],
-    ));
-    o
+    small_org_through("relay.mail.svc")
 }
 
 /// Reconciles once and returns the result and every request made.

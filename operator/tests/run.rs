@@ -9,7 +9,7 @@
 use clap::Parser;
 use kube::Client;
 use operator::controller::{Options, run_with};
-use routing::fixtures::{authoritative, connector, contact, internal_relay};
+use routing::fixtures::small_org_through;
 use routing::table::configmaps::table_configmaps;
 use routing::table::encode;
 use routing::{CompileOptions, Objects};
@@ -33,24 +33,7 @@ struct Cli {
 /// One of everything; the connector for corp.example points at the relay
 /// Service by its cluster DNS name, which only the Service lookup reveals.
 fn objects() -> Objects {
-    let mut o = Objects::default();
-    o.address_spaces
-        .push(authoritative("example-com", "example.com"));
-    o.address_spaces
-        .push(internal_relay("corp", "corp.example"));
-    o.contacts
-        .push(contact("ann", &["ann@example.com"], "ann@mbx1.example.com"));
-    o.connectors.push(connector(
-        "mbx1",
-        &[("mbx1.example.com", 1)],
-        &["[192.0.2.11]"],
-    ));
-    o.connectors.push(connector(
-        "unix",
-        &[("corp.example", 1)],
-        &["relay.mailroute.svc.cluster.local"],
-    ));
-    o
+    small_org_through("relay.mailroute.svc.cluster.local")
 }
 
 /// The four kinds' lists, by plural resource name, as the API server sends them.

@@ -144,6 +144,27 @@ pub fn match_labels(labels: &[(&str, &str)]) -> Option<LabelSelector> {
     })
 }
 
+/// An organisation with one of everything and a loop risk: ann@example.com
+/// homed on mbx1, and the internal-relay space corp.example sent to
+/// `relay_host`, which the operator tests make one of the relay's own names.
+pub fn small_org_through(relay_host: &str) -> Objects {
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example-com", "example.com"));
+    o.address_spaces
+        .push(internal_relay("corp", "corp.example"));
+    o.contacts
+        .push(contact("ann", &["ann@example.com"], "ann@mbx1.example.com"));
+    o.connectors.push(connector(
+        "mbx1",
+        &[("mbx1.example.com", 1)],
+        &["[192.0.2.11]"],
+    ));
+    o.connectors
+        .push(connector("unix", &[("corp.example", 1)], &[relay_host]));
+    o
+}
+
 /// A namespace of `contacts` contacts over `policies` policies and
 /// `connectors` connectors, shaped like a real organisation: one
 /// authoritative domain, contacts homed on many mailbox servers.
