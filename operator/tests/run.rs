@@ -17,8 +17,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
-use testkit::{FakeCluster, Grants, Recorded, Seen, repo_file};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use testkit::{FakeCluster, Grants, Recorded, Seen, http_get, repo_file};
 
 const NS: &str = "mail";
 const OWN_NS: &str = "mailroute";
@@ -80,18 +79,6 @@ fn cluster(objects: &Objects) -> (Client, Seen) {
         fake = fake.with_list(plural, list);
     }
     fake.serve(OWN_NS)
-}
-
-async fn http_get(port: u16, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 /// The last apply body written to `path_part`, once one is there.
@@ -219,12 +206,12 @@ async fn observe_until_published(seen: &Mutex<Vec<Recorded>>, port: u16, objects
     );
 
     // Ready as the leader; the metrics say so.
-    let readyz = http_get(port, "/readyz").await;
+    let readyz = http_get(([127, 0, 0, 1], port).into(), "/readyz").await;
     assert!(
         readyz.starts_with("HTTP/1.1 200") && readyz.ends_with("ready (leader)\n"),
         "{readyz}"
     );
-    let metrics = http_get(port, "/metrics").await;
+    let metrics = http_get(([127, 0, 0, 1], port).into(), "/metrics").await;
     assert!(
         metrics.contains("\nmailroute_operator_leader 1\n"),
         "{metrics}"

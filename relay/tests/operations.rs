@@ -4,6 +4,7 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+use testkit::http_get;
 
 #[tokio::test]
 async fn draining_finishes_transactions_in_flight_and_sends_the_rest_421() {

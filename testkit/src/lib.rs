@@ -23,3 +23,15 @@ pub fn repo_file(path: &str) -> std::path::PathBuf {
         .expect("testkit is in the workspace")
         .join(path)
 }
+
+/// A plain HTTP GET of `path` (an ops endpoint: `/metrics`, `/readyz`), the
+/// whole response as text, status line first.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}

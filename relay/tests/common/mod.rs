@@ -442,17 +442,6 @@ impl Client {
     }
 }
 
-/// A plain HTTP GET; the whole response.
-pub async fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 /// One authoritative domain, contact ann (ann@example.com → `target`) and a
 /// connector for mbx.example.com to `smart_host`.
 pub fn one_route(target: &str, smart_host: &str) -> routing::Objects {
