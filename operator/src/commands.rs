@@ -10,10 +10,21 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
+/// Reads the manifests; every problem is printed, one a line, before the
+/// command gives up (exit 2).
 fn read(input: &Input) -> Result<manifests::Manifests> {
-    let m = manifests::read(&input.files)?;
-    for s in &m.skipped {
-        eprintln!("note: ignoring {s} (not a mailroute.io object)");
+    let m = manifests::read(&input.files).map_err(|errors| {
+        for e in &errors.0 {
+            eprintln!("{e}");
+        }
+        anyhow::anyhow!("{} problem(s) in the manifests", errors.0.len())
+    })?;
+    if !m.skipped.is_empty() {
+        eprintln!(
+            "note: ignored {} object(s) of other kinds: {}",
+            m.skipped.len(),
+            m.skipped.join(", ")
+        );
     }
     Ok(m)
 }
@@ -30,12 +41,8 @@ fn compile_one(input: &Input) -> Result<(String, Compiled)> {
 }
 
 pub fn check(input: &Input, format: Format) -> Result<ExitCode> {
-    let mut m = read(input)?;
-    if let Some(ns) = &input.namespace {
-        m.namespaces.retain(|k, _| k == ns);
-    }
-    let compiled: Vec<(String, Compiled)> = m
-        .namespaces
+    let namespaces = read(input)?.select(input.namespace.as_deref())?;
+    let compiled: Vec<(String, Compiled)> = namespaces
         .iter()
         .map(|(ns, objects)| (ns.clone(), routing::compile(objects, &options(input))))
         .collect();

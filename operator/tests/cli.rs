@@ -355,17 +355,17 @@ fn bad_input_exits_2_naming_file_and_line() {
         ),
         (
             "# a comment\n---\napiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: a}\nspec: {targetAdress: a@b.c}\n",
-            ":3:",
-            "unknown field spec.targetAdress",
+            ":6:",
+            "MailContact/a: unknown field spec.targetAdress (did you mean targetAddress?)",
         ),
         (
             "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: a}\nspec: {targetAddress: 5, proxyAddresses: x}\n",
-            ":1:",
-            "MailContact: spec.targetAddress: invalid type: integer `5`, expected a string",
+            ":4:",
+            "MailContact/a: spec.targetAddress: invalid type: integer `5`, expected a string",
         ),
         (
             "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {}\nspec: {targetAddress: a@b.c}\n",
-            ":1:",
+            ":3:",
             "metadata.name",
         ),
         (
@@ -375,13 +375,13 @@ fn bad_input_exits_2_naming_file_and_line() {
         ),
         (
             "apiVersion: mailroute.io/v1alpha1\nkind: MailThing\nmetadata: {name: a}\n",
-            ":1:",
+            ":2:",
             "unknown kind MailThing",
         ),
         ("just: a map\n", ":1:", "not a Kubernetes object"),
         (
             "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: a}\nspec: {targetAddress: a@b.c}\n---\napiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: a}\nspec: {targetAddress: a@b.c}\n",
-            ":6:",
+            ":8:",
             "MailContact/a is defined twice (first at",
         ),
     ];
@@ -402,13 +402,132 @@ fn bad_input_exits_2_naming_file_and_line() {
     assert!(stderr(&out).contains("/nonexistent/file.yaml"));
 }
 
+/// Every problem of every file is reported, each at its field's own line,
+/// in file order: a user fixes them all in one round, not one per run.
+#[test]
+fn every_problem_is_reported_at_its_fields_line() {
+    let first = "\
+apiVersion: mailroute.io/v1alpha1
+kind: SmtpConnector
+metadata:
+  name: out
+spec:
+  addressSpaces:
+  - domain: a.example
+  - domain: b.example
+    cots: 2
+  smartHosts: [\"[10.0.0.1]\"]
+  tls:
+    mode: Required
+    verfy: false
+---
+apiVersion: v1
+kind: List
+items:
+- apiVersion: mailroute.io/v1alpha1
+  kind: AddressSpace
+  metadata: {name: a}
+  spec:
+    domain: a.example
+    typ: Authoritative
+";
+    let second = "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata:\n  name: Ann\nspec:\n  targetAddress: ann@a.example\n";
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("1.yaml"), first).unwrap();
+    std::fs::write(dir.path().join("2.yaml"), second).unwrap();
+    let out = mailroute(&["check", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let d = dir.path().display();
+    let expected = format!(
+        "{d}/1.yaml:9: SmtpConnector/out: unknown field spec.addressSpaces[1].cots (did you mean cost?)\n\
+         {d}/1.yaml:13: SmtpConnector/out: unknown field spec.tls.verfy (did you mean verify?)\n\
+         {d}/1.yaml:23: AddressSpace/a: unknown field spec.typ (did you mean type?)\n\
+         {d}/2.yaml:4: MailContact: metadata.name \"Ann\" is not a valid name (lower-case letters, digits, '-' and '.', at most 253)\n\
+         mailroute: 4 problem(s) in the manifests\n"
+    );
+    assert_eq!(stderr(&out), expected);
+}
+
+/// A misspelt namespace or a path without mailroute objects is an error,
+/// never "0 objects, all ready" (a CI job must not pass on a typo).
+#[test]
+fn a_namespace_or_path_without_objects_is_an_error() {
+    let names = "(namespaces in examples/: alias-table, domain-reroute, mail-switch, most-specific, shared-space)";
+    for args in [
+        &["check", "-f", "examples/", "-n", "alias-tabel"][..],
+        &[
+            "trace",
+            "-f",
+            "examples/",
+            "-n",
+            "alias-tabel",
+            "ann@example.com",
+        ],
+        &[
+            "compile",
+            "-f",
+            "examples/",
+            "-n",
+            "alias-tabel",
+            "-o",
+            "/nonexistent/never-written",
+        ],
+    ] {
+        let out = mailroute(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&out).ends_with(&format!(
+                "mailroute: no mailroute.io objects in namespace \"alias-tabel\" {names}\n"
+            )),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    let (_dir, path) = temp_manifest(
+        "other.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
+    );
+    let out = mailroute(&["check", "-f", &path]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).ends_with(&format!("mailroute: no mailroute.io objects in {path}\n")),
+        "{}",
+        stderr(&out)
+    );
+    let empty = tempfile::tempdir().unwrap();
+    let out = mailroute(&["check", "-f", empty.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no mailroute.io objects in"));
+}
+
+/// `-n NS` takes the objects that name no namespace too, as `kubectl apply
+/// -n NS` would put them there.
+#[test]
+fn objects_without_a_namespace_join_the_chosen_one() {
+    let text = "apiVersion: mailroute.io/v1alpha1\nkind: AddressSpace\nmetadata: {name: a}\nspec: {domain: a.example, type: Authoritative}\n---\napiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: ann, namespace: prod}\nspec: {targetAddress: ann@b.example, proxyAddresses: [ann@a.example]}\n";
+    let (_dir, path) = temp_manifest("m.yaml", text);
+    let out = mailroute(&["check", "-f", &path, "-n", "prod", "-o", "json"]);
+    let names: Vec<String> = json(&out)["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["a", "ann"]);
+}
+
 #[test]
 fn other_kinds_are_ignored_with_a_note() {
     let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: mailroute.io/v1alpha1\n  kind: AddressSpace\n  metadata: {name: x}\n  spec: {domain: x.example, type: Authoritative}\n";
     let (_dir, path) = temp_manifest("mixed.yml", text);
     let out = mailroute(&["check", "-f", &path, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stderr(&out).contains("note: ignoring v1 Service/web"));
+    assert!(
+        stderr(&out).contains("note: ignored 1 object(s) of other kinds: v1 Service/web"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(json(&out)["objects"][0]["name"], "x");
 }
 

@@ -5,10 +5,11 @@
 use clap::Parser;
 use relay::downstream::pool::PoolLimits;
 use relay::downstream::{Settings, Timeouts};
-use relay::table::{Source, Tables};
+use relay::table::Tables;
 use relay::{Config, Shared, http, networks, server, table};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_rustls::rustls::pki_types::CertificateDer;
@@ -21,13 +22,14 @@ struct TableSource {
     /// Directory holding the table (a mounted ConfigMap or `mailroute compile -o`).
     #[arg(long, env = "MAILROUTE_TABLE")]
     table: Option<PathBuf>,
-    /// Compile these manifests in-process instead (repeatable).
+    /// Compile these manifests (files or directories) once, at start
+    /// (repeatable). A file that cannot be read or compiled stops the relay.
     #[arg(long, env = "MAILROUTE_MANIFESTS", value_delimiter = ',')]
     manifests: Vec<PathBuf>,
     /// Watch the table's ConfigMaps (the operator's --table-name) through the
     /// Kubernetes API: changes arrive in about a second, where a mounted
-    /// volume can lag a minute or more.
-    #[cfg(feature = "kube")]
+    /// volume can lag a minute or more. Needs the `kube` cargo feature (on
+    /// by default).
     #[arg(long, env = "MAILROUTE_CONFIGMAP")]
     configmap: Option<String>,
 }
@@ -57,10 +59,10 @@ struct Options {
     relay_networks: String,
     #[command(flatten)]
     source: TableSource,
-    /// The namespace of --configmap (default: the pod's own in a cluster,
-    /// else the kubeconfig context's).
-    #[cfg(feature = "kube")]
-    #[arg(long, env = "MAILROUTE_NAMESPACE", requires = "configmap")]
+    /// With --manifests: the namespace whose objects to compile (needed when
+    /// the files hold several). With --configmap: where the table is
+    /// (default: the pod's own in a cluster, else the kubeconfig context's).
+    #[arg(long, env = "MAILROUTE_NAMESPACE")]
     namespace: Option<String>,
     /// Our own addresses, for ForwardsToSelf when compiling --manifests.
     #[arg(long = "self", env = "MAILROUTE_SELF", value_delimiter = ',')]
@@ -154,10 +156,18 @@ fn extra_roots(path: Option<&PathBuf>) -> anyhow::Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
-fn main() -> anyhow::Result<()> {
-    let o = Options::parse();
+fn main() -> ExitCode {
+    match run(Options::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailroute-relay: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(o: Options) -> anyhow::Result<()> {
     ops::init_json_logs();
-    let configmap = ConfigMapSource::of(&o);
     let relay_networks = networks::parse_list(&o.relay_networks)
         .map_err(|e| anyhow::anyhow!("--relay-networks: {e}"))?;
     let config = Config {
@@ -188,25 +198,30 @@ fn main() -> anyhow::Result<()> {
         proxy_protocol: o.proxy_protocol,
         ..Config::default()
     };
-    let source = match o.source.table.clone() {
-        Some(dir) => Some(Source::Dir(dir)),
-        None if !o.source.manifests.is_empty() => {
-            Some(Source::Manifests(o.source.manifests.clone()))
-        }
-        None => None,
-    };
+    let tables = Arc::new(Tables::default());
+    // Manifests are compiled once, before any port opens: a relay that
+    // cannot have a table from them must not start.
+    if !o.source.manifests.is_empty() {
+        let loaded = table::load_manifests(
+            &o.source.manifests,
+            o.namespace.as_deref(),
+            &o.self_addresses,
+        )
+        .map_err(|e| anyhow::anyhow!("--manifests: {e}"))?;
+        let loaded = Ok(Arc::new(loaded));
+        table::report(&loaded);
+        tables.record(&loaded);
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
-        let tables = Arc::new(Tables::default());
         let smtp = tokio::net::TcpListener::bind(o.listen).await.map_err(|e| anyhow::anyhow!("--listen {}: {e}", o.listen))?;
         let http = tokio::net::TcpListener::bind(o.metrics_listen)
             .await
             .map_err(|e| anyhow::anyhow!("--metrics-listen {}: {e}", o.metrics_listen))?;
         tracing::info!(listen = %o.listen, metrics = %o.metrics_listen, "mailroute-relay started");
-        match source {
-            Some(source) => {
-                tokio::spawn(table::run(source, o.self_addresses, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
-            }
-            None => watch_configmap(configmap, tables.clone()).await?,
+        if let Some(dir) = o.source.table {
+            tokio::spawn(table::watch_dir(dir, tables.clone(), Duration::from_millis(o.reload_interval_ms)));
+        } else if let Some(name) = o.source.configmap {
+            watch_configmap(name, o.namespace, tables.clone()).await?;
         }
         let tls = match (o.tls_cert, o.tls_key) {
             (Some(cert), Some(key)) => {
@@ -232,50 +247,25 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// `--configmap` and `--namespace`, when built with the `kube` feature.
 #[cfg(feature = "kube")]
-struct ConfigMapSource {
-    name: Option<String>,
+async fn watch_configmap(
+    name: String,
     namespace: Option<String>,
-}
-
-#[cfg(feature = "kube")]
-impl ConfigMapSource {
-    fn of(o: &Options) -> ConfigMapSource {
-        ConfigMapSource {
-            name: o.source.configmap.clone(),
-            namespace: o.namespace.clone(),
-        }
-    }
-}
-
-#[cfg(feature = "kube")]
-async fn watch_configmap(source: ConfigMapSource, tables: Arc<Tables>) -> anyhow::Result<()> {
-    let Some(name) = source.name else {
-        anyhow::bail!("no table source: give --table, --manifests or --configmap");
-    };
+    tables: Arc<Tables>,
+) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .map_err(|e| anyhow::anyhow!("--configmap {name}: no Kubernetes API: {e}"))?;
-    let namespace = source
-        .namespace
-        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let namespace = namespace.unwrap_or_else(|| client.default_namespace().to_owned());
     tracing::info!(configmap = %name, namespace = %namespace, "watching the table through the API");
     tokio::spawn(relay::configmap::run(client, namespace, name, tables));
     Ok(())
 }
 
 #[cfg(not(feature = "kube"))]
-struct ConfigMapSource;
-
-#[cfg(not(feature = "kube"))]
-impl ConfigMapSource {
-    fn of(_: &Options) -> ConfigMapSource {
-        ConfigMapSource
-    }
-}
-
-#[cfg(not(feature = "kube"))]
-async fn watch_configmap(_: ConfigMapSource, _: Arc<Tables>) -> anyhow::Result<()> {
-    anyhow::bail!("no table source: give --table or --manifests")
+async fn watch_configmap(name: String, _: Option<String>, _: Arc<Tables>) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "--configmap {name}: this mailroute-relay was built without the `kube` cargo feature \
+         (it is on by default; rebuild without --no-default-features), so it cannot read the Kubernetes API"
+    )
 }

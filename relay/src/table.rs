@@ -7,7 +7,8 @@
 //! a changed table is verified in full (manifest, every shard's hash) and
 //! swapped in atomically; sessions keep the table they started with; an
 //! invalid table is refused, logged and counted, and the last good one stays.
-//! `--manifests PATH…` compiles CRD YAML in-process instead.
+//! `--manifests PATH…` compiles CRD YAML in-process once, at start: a file
+//! that cannot be read or compiled stops the relay there.
 
 use arc_swap::ArcSwapOption;
 use routing::RoutingTable;
@@ -23,12 +24,6 @@ pub struct Loaded {
     pub routing: RoutingTable,
     /// The manifest's content hash.
     pub version: String,
-}
-
-#[derive(Clone, Debug)]
-pub enum Source {
-    Dir(PathBuf),
-    Manifests(Vec<PathBuf>),
 }
 
 /// The current table and what happened to the reloads.
@@ -52,7 +47,7 @@ impl Tables {
         self.current.store(Some(Arc::new(table)));
     }
 
-    pub(crate) fn record(&self, result: &Result<Arc<Loaded>, String>) {
+    pub fn record(&self, result: &Result<Arc<Loaded>, String>) {
         let now = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -115,11 +110,15 @@ pub fn load_files(origin: &str, files: &BTreeMap<String, Vec<u8>>) -> Result<Loa
     })
 }
 
-/// Compiles manifests in-process (one namespace).
-pub fn load_manifests(paths: &[PathBuf], self_addresses: &[String]) -> Result<Loaded, String> {
+/// Compiles manifests in-process (one namespace: `namespace`, or the only one).
+pub fn load_manifests(
+    paths: &[PathBuf],
+    namespace: Option<&str>,
+    self_addresses: &[String],
+) -> Result<Loaded, String> {
     let (_, objects) = manifests::read(paths)
         .map_err(|e| e.to_string())?
-        .single(None)
+        .single(namespace)
         .map_err(|e| e.to_string())?;
     let compiled = routing::compile(
         &objects,
@@ -142,40 +141,46 @@ fn change_token(dir: &Path) -> Option<(Option<PathBuf>, Vec<u8>)> {
     Some((link, manifest))
 }
 
-/// Loads the table once (an error is returned, not fatal: the relay stays
-/// unready and keeps trying) and, for a directory, watches it.
-pub async fn run(source: Source, self_addresses: Vec<String>, tables: Arc<Tables>, poll: Duration) {
-    match source {
-        Source::Manifests(paths) => {
-            let result = load_manifests(&paths, &self_addresses).map(Arc::new);
+/// How often a relay still waiting for its table directory says so: the
+/// first look is logged at once, then at this slow pace (a Kubernetes
+/// volume can appear late, and a relay without a table takes no traffic).
+pub const WAITING_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Watches a table directory: loads each new version, verified in full,
+/// until the process ends. A directory without a table is waited for.
+pub async fn watch_dir(dir: PathBuf, tables: Arc<Tables>, poll: Duration) {
+    let mut seen: Option<(Option<PathBuf>, Vec<u8>)> = None;
+    let mut failed_at: Option<std::time::Instant> = None;
+    let mut waiting_logged: Option<std::time::Instant> = None;
+    loop {
+        let token = change_token(&dir);
+        let waiting = token.is_none() && tables.current().is_none();
+        if waiting && waiting_logged.is_none_or(|t| t.elapsed() >= WAITING_LOG_INTERVAL) {
+            tracing::warn!(
+                table = %dir.display(),
+                "waiting for the routing table: {} is not there yet; refusing mail until it is",
+                dir.join(MANIFEST_KEY).display()
+            );
+            waiting_logged = Some(std::time::Instant::now());
+        }
+        // Retry a failed table now and then even when nothing changed:
+        // a plain directory may be mid-rewrite.
+        let retry = failed_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(2));
+        if token.is_some() && (token != seen || retry) {
+            let d = dir.clone();
+            let result = tokio::task::spawn_blocking(move || load_dir(&d).map(Arc::new))
+                .await
+                .unwrap_or_else(|e| Err(format!("table loader panicked: {e}")));
             report(&result);
+            failed_at = result.is_err().then(std::time::Instant::now);
             tables.record(&result);
+            seen = token;
         }
-        Source::Dir(dir) => {
-            let mut seen: Option<(Option<PathBuf>, Vec<u8>)> = None;
-            let mut failed_at: Option<std::time::Instant> = None;
-            loop {
-                let token = change_token(&dir);
-                // Retry a failed table now and then even when nothing changed:
-                // a plain directory may be mid-rewrite.
-                let retry = failed_at.is_some_and(|t| t.elapsed() >= Duration::from_secs(2));
-                if token.is_some() && (token != seen || retry) {
-                    let d = dir.clone();
-                    let result = tokio::task::spawn_blocking(move || load_dir(&d).map(Arc::new))
-                        .await
-                        .unwrap_or_else(|e| Err(format!("table loader panicked: {e}")));
-                    report(&result);
-                    failed_at = result.is_err().then(std::time::Instant::now);
-                    tables.record(&result);
-                    seen = token;
-                }
-                tokio::time::sleep(poll).await;
-            }
-        }
+        tokio::time::sleep(poll).await;
     }
 }
 
-pub(crate) fn report(result: &Result<Arc<Loaded>, String>) {
+pub fn report(result: &Result<Arc<Loaded>, String>) {
     match result {
         Ok(t) => {
             tracing::info!(version = %t.version, addresses = t.routing.table().addresses.len(), "routing table loaded")

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use relay::table::{Source, Tables};
+use relay::table::Tables;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -68,9 +68,8 @@ async fn a_new_table_is_swapped_in_within_a_second_and_a_corrupt_one_is_refused(
     publish(dir.path(), 1, &v1.files);
 
     let tables = Arc::new(Tables::default());
-    tokio::spawn(relay::table::run(
-        Source::Dir(dir.path().to_owned()),
-        vec![],
+    tokio::spawn(relay::table::watch_dir(
+        dir.path().to_owned(),
         tables.clone(),
         Duration::from_millis(250),
     ));
