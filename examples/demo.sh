@@ -1,75 +1,91 @@
 #!/usr/bin/env bash
 # The local demo: a relay on 127.0.0.1:2525 routing one of the examples to
-# local sinks that stand in for its smart hosts (the examples name 10.x
-# servers). Sends a message to every address the scenario lists, one in each
-# connector's address space, and one that does not exist, and shows where
-# each went.
+# local SMTP sinks that stand in for its smart hosts (the examples name
+# 10.x servers). Sends a message to every address the scenario lists, one in
+# each connector's address space, one in each alias domain and one that does
+# not exist, and shows where each went. Needs only cargo and a C compiler.
 #
-#   bash examples/demo.sh [examples/1-alias-table.yaml]     (needs cargo, python3)
+#   bash examples/demo.sh [SCENARIO.yaml]      default: examples/1-alias-table.yaml
+#   KEEP=1 bash examples/demo.sh ...           leave the relay and sinks running
+#   PORT=2525 METRICS_PORT=9090 SINK_PORT=2601 the ports it uses (these defaults)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SCENARIO=${1:-examples/1-alias-table.yaml}
-KEEP=${KEEP:-0}
+KEEP=${KEEP:-0} PORT=${PORT:-2525} METRICS_PORT=${METRICS_PORT:-9090} SINK_PORT=${SINK_PORT:-2601}
+[ -f "$SCENARIO" ] || { echo "demo: no such file: $SCENARIO" >&2; exit 2; }
 WORK=$(mktemp -d /tmp/mailroute-demo.XXXXXX)
 pids=()
-# shellcheck disable=SC2154 # p is the loop variable inside the trap string
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+stop() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap stop EXIT
 
-echo "== building"
-cargo build -q --release -p relay --bin mailroute-relay --example sink
+# up PID LOG WHAT CHECK...: waits until CHECK succeeds; if the process ends
+# first, shows its own words and stops the demo.
+up() {
+  local pid=$1 log=$2 what=$3
+  shift 3
+  for _ in $(seq 100); do
+    "$@" && return 0
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "demo: $what did not start:" >&2
+      sed 's/^/  /' "$log" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  echo "demo: $what did not become ready in 10 s; its log:" >&2
+  sed 's/^/  /' "$log" >&2
+  exit 1
+}
+ready() { # the relay's /readyz answers 200
+  { exec 3<>"/dev/tcp/127.0.0.1/$METRICS_PORT"; } 2>/dev/null || return 1
+  printf 'GET /readyz HTTP/1.0\r\n\r\n' >&3
+  head -n1 <&3 | grep -q ' 200 '
+  local ok=$?
+  exec 3<&-
+  return $ok
+}
 
-echo "== one local sink per smart host of $SCENARIO"
-# Each distinct smart host becomes [127.0.0.1]:PORT in a copy of the file.
-python3 - "$SCENARIO" "$WORK" <<'PY' > "$WORK/sinks"
-import re, sys
-text = open(sys.argv[1]).read()
-hosts = sorted(set(re.findall(r'"(\[[^\]]+\](?::\d+)?)"', text)))
-for i, host in enumerate(hosts):
-    port = 2601 + i
-    text = text.replace(f'"{host}"', f'"[127.0.0.1]:{port}"')
-    print(host, port)
-open(sys.argv[2] + "/scenario.yaml", "w").write(text)
-PY
-while read -r host port; do
-  ./target/release/examples/sink "$host" 127.0.0.1:"$port" & pids+=($!)
-done < "$WORK/sinks"
+echo "== building mailroute-relay, the demo's sink and sender (release; the first build takes about 5 minutes on 2 cores)"
+cargo build --release --locked -p relay --bin mailroute-relay --example sink --example demo_send
 
-echo "== mailroute-relay on 127.0.0.1:2525 (metrics on 127.0.0.1:9090)"
-./target/release/mailroute-relay --listen 127.0.0.1:2525 --metrics-listen 127.0.0.1:9090 \
-  --hostname relay.demo --manifests "$WORK/scenario.yaml" >"$WORK/relay.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/2525) 2>/dev/null && break; sleep 0.1; done
+echo "== one local sink per smart host of $SCENARIO (each offers STARTTLS with a throw-away certificate)"
+text=$(<"$SCENARIO")
+port=$SINK_PORT
+sinks=()
+while read -r quoted; do
+  [ -n "$quoted" ] || continue
+  host=${quoted:1:${#quoted}-2}
+  text=${text//"$quoted"/"\"[127.0.0.1]:$port\""}
+  ./target/release/examples/sink "$host" "127.0.0.1:$port" >"$WORK/sink-$port.log" 2>&1 &
+  pids+=($!)
+  up $! "$WORK/sink-$port.log" "the sink for $host on 127.0.0.1:$port" grep -q listening "$WORK/sink-$port.log"
+  echo "  $host -> 127.0.0.1:$port"
+  sinks+=("$WORK/sink-$port.log")
+  port=$((port + 1))
+done < <(grep -o "[\"'][[][^]\"']*[]]\(:[0-9]*\)\?[\"']" "$SCENARIO" | sort -u)
+printf '%s\n' "$text" >"$WORK/scenario.yaml"
+
+echo "== mailroute-relay --listen 127.0.0.1:$PORT --metrics-listen 127.0.0.1:$METRICS_PORT --hostname relay.demo --manifests <the scenario, smart hosts replaced>"
+./target/release/mailroute-relay --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
+  --hostname relay.demo --manifests "$WORK/scenario.yaml" >"$WORK/relay.log" 2>&1 &
+pids+=($!)
+up $! "$WORK/relay.log" mailroute-relay ready
 
 echo "== sending"
-python3 - "$SCENARIO" <<'PY'
-import re, smtplib, sys
-text = open(sys.argv[1]).read()
-addresses = []
-for group in re.findall(r'proxyAddresses:\s*\[([^\]]*)\]', text):
-    addresses += [a.strip() for a in group.split(',') if a.strip()]
-# One address in each connector address space (a wildcard gets "sub."; "*"
-# would go to the Internet by MX, so it is left out).
-for domain in re.findall(r'\{domain:\s*"?([^",}\s]+)"?', text):
-    if domain != "*":
-        addresses.append("x@" + domain.replace("*.", "sub."))
-domains = re.findall(r'domain:\s*([a-z0-9.-]+)\s*\n\s*type:\s*Authoritative', text)
-if domains:
-    addresses.append(f"nobody@{domains[0]}")
-for rcpt in dict.fromkeys(addresses):
-    s = smtplib.SMTP("127.0.0.1", 2525)
-    try:
-        s.sendmail("demo@client.test", [rcpt], f"Subject: demo for {rcpt}\r\n\r\nHello.\r\n")
-        print(f"  {rcpt}: accepted")
-    except smtplib.SMTPRecipientsRefused as e:
-        code, msg = e.recipients[rcpt]
-        print(f"  {rcpt}: refused {code} {msg.decode()}")
-    except smtplib.SMTPResponseException as e:
-        print(f"  {rcpt}: {e.smtp_code} {e.smtp_error.decode()}")
-    finally:
-        s.quit()
-PY
-sleep 0.5
-echo "== (the sinks' lines above show where each message went)"
+./target/release/examples/demo_send "127.0.0.1:$PORT" "$SCENARIO" | tee "$WORK/sent"
+accepted=$(grep -c ': accepted$' "$WORK/sent" || true)
+
+echo "== where each message went"
+for _ in $(seq 50); do
+  [ "$(cat /dev/null "${sinks[@]}" | grep -c ': from <' || true)" -ge "$accepted" ] && break
+  sleep 0.1
+done
+for log in "${sinks[@]}"; do grep ': from <' "$log" || true; done
+
 if [ "$KEEP" = 1 ]; then
-  echo "relay still running on 127.0.0.1:2525; Ctrl-C to stop"
+  echo "== the relay is still running on 127.0.0.1:$PORT (try: swaks --server 127.0.0.1:$PORT --to <an address above>); Ctrl-C stops it"
   wait
 fi

@@ -1,6 +1,9 @@
-//! A recording SMTP server for the local demo (README "Quick start"):
-//! `cargo run -p relay --example sink -- NAME ADDR:PORT` prints one line
-//! per message it accepts. It is the tests' own downstream server.
+//! A recording SMTP server for the local demo (`examples/demo.sh`) and the
+//! end-to-end tests: `sink NAME ADDR:PORT` prints one line per message it
+//! accepts. It offers STARTTLS with a throw-away self-signed certificate made
+//! at start, as most mail servers offer TLS, so connectors with `tls: {mode:
+//! Required, verify: false}` work against it. It is the tests' own
+//! downstream server.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -10,14 +13,21 @@ use std::time::Duration;
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (name, addr) = match args.as_slice() {
-        [_, name, addr] => (name.clone(), addr.clone()),
-        _ => {
-            eprintln!("usage: sink NAME ADDR:PORT");
-            std::process::exit(2);
+    let [_, name, addr] = args.as_slice() else {
+        eprintln!("usage: sink NAME ADDR:PORT");
+        std::process::exit(2);
+    };
+    let behaviour = common::SinkBehaviour {
+        tls: Some(common::self_signed_server("sink.invalid").1),
+        ..Default::default()
+    };
+    let sink = match common::Sink::try_start_on(addr, behaviour).await {
+        Ok(sink) => sink,
+        Err(e) => {
+            eprintln!("sink {name}: cannot listen on {addr}: {e}");
+            std::process::exit(1);
         }
     };
-    let sink = common::Sink::start_on(&addr, common::SinkBehaviour::default()).await;
     println!("sink {name} listening on {}", sink.addr);
     let mut shown = 0;
     loop {
@@ -29,10 +39,10 @@ async fn main() {
                 .find_map(|l| l.strip_prefix("Subject: ").map(str::to_owned))
                 .unwrap_or_default();
             println!(
-                "sink {name}: from <{}> to {:?} ({} bytes, \"{subject}\")",
+                "sink {name}: from <{}> to {:?} ({}, \"{subject}\")",
                 m.mail_from,
                 m.rcpt_to,
-                m.data.len()
+                if m.tls { "TLS" } else { "plain" }
             );
         }
         shown = messages.len();

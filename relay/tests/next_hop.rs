@@ -15,23 +15,13 @@ use routing::fixtures::*;
 use std::sync::Arc;
 use tokio::net::UdpSocket;
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 const MESSAGE: &str = "Subject: hi\r\n\r\nHello.\r\n";
 
 /// A certificate for 127.0.0.1 and its server configuration.
 fn certificate() -> (CertificateDer<'static>, Arc<ServerConfig>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
-    let cert = ck.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    (cert, Arc::new(config))
+    self_signed_server("127.0.0.1")
 }
 
 /// A sink behaving as `b`, and a relay routing ann@example.com to it.

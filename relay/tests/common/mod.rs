@@ -64,8 +64,12 @@ impl Sink {
     }
 
     pub async fn start_on(addr: &str, behaviour: SinkBehaviour) -> Sink {
-        let listener = TcpListener::bind(addr).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        Sink::try_start_on(addr, behaviour).await.unwrap()
+    }
+
+    pub async fn try_start_on(addr: &str, behaviour: SinkBehaviour) -> std::io::Result<Sink> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let commands = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
@@ -84,12 +88,12 @@ impl Sink {
                 ));
             }
         });
-        Sink {
+        Ok(Sink {
             addr,
             received,
             commands,
             connections,
-        }
+        })
     }
 
     pub fn messages(&self) -> Vec<Received> {
@@ -104,6 +108,28 @@ impl Sink {
     pub fn smart_host(&self) -> String {
         format!("[{}]:{}", self.addr.ip(), self.addr.port())
     }
+}
+
+/// A self-signed certificate for `name` (a host name or an IP address)
+/// and a TLS server configuration presenting it.
+pub fn self_signed_server(
+    name: &str,
+) -> (
+    tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+    Arc<tokio_rustls::rustls::ServerConfig>,
+) {
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let ck = rcgen::generate_simple_self_signed(vec![name.into()]).unwrap();
+    let cert = ck.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    (cert, Arc::new(config))
 }
 
 type SinkIo = relay::io::ServerIo<TcpStream>;

