@@ -32,6 +32,7 @@ command -v cargo >/dev/null || {
 required=()
 command -v cc >/dev/null || required+=(gcc libc6-dev)
 command -v python3 >/dev/null || required+=(python3)
+command -v curl >/dev/null || required+=(curl)
 python3 -c 'import ensurepip, venv' 2>/dev/null || required+=(python3-venv)
 if [ ${#required[@]} -gt 0 ]; then
   if can_install; then

@@ -3,7 +3,7 @@
 output it shows is compared with what the command printed, so the docs
 cannot drift from the code (CONTRIBUTING.md, "Documentation").
 
-    python3 docs/check.py [--smoke] [--cluster] [FILE.md ...]
+    python3 docs/check.py [--no-run] [--smoke] [--cluster] [FILE.md ...]
 
 Every fenced block whose language is `sh` is a list of commands, marked by
 the words after the language (GitHub shows only the language):
@@ -29,6 +29,8 @@ Blocks of one file run in order (a later block may use an earlier one's
 files), each in its own bash with `set -euo pipefail`, in its own process
 group, which is killed when the block ends (so `cmd &` is fine). PATH starts
 with target/debug, so the documented binaries are the ones just built.
+`--no-run` leaves out the plain blocks (for a run of only smoke or cluster
+blocks).
 """
 
 import os
@@ -87,22 +89,27 @@ def matches(shown, actual, excerpt):
 
 
 def run(block, env, timeout):
-    """Runs a block's commands; (exit code, stdout, stderr)."""
-    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block.text], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-        return 124, out, err + f"\n(timed out after {timeout} s)"
-    finally:
+    """Runs a block's commands; (exit code, stdout, stderr). Output goes to
+    files, not pipes: a process the block leaves in the background keeps
+    them open, and the block is over when its bash is."""
+    import tempfile
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block.text], cwd=REPO, env=env,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                start_new_session=True)
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = 124
         try:  # whatever the block left running in the background
-            os.killpg(proc.pid, signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGKILL if code == 124 else signal.SIGTERM)
         except ProcessLookupError:
             pass
-    return proc.returncode, out, err
+        proc.wait()
+        out.seek(0)
+        err.seek(0)
+        stderr = err.read() + (f"\n(timed out after {timeout} s)" if code == 124 else "")
+        return code, out.read(), stderr
 
 
 def check_yaml(block, env):
@@ -123,7 +130,8 @@ def ci_lines():
 
 
 def main(argv):
-    modes = {"run"} | {a[2:] for a in argv if a in ("--smoke", "--cluster")}
+    modes = ({"run"} - ({"run"} if "--no-run" in argv else set())) | \
+        {a[2:] for a in argv if a in ("--smoke", "--cluster")}
     files = [REPO / a for a in argv if not a.startswith("--")] or sorted(
         p for pattern in DOCS for p in REPO.glob(pattern))
     env = dict(os.environ)

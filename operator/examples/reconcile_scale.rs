@@ -26,10 +26,12 @@ fn rss_mib(field: &str) -> f64 {
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(100_000);
+    let n = routing::fixtures::smoke_size(
+        std::env::args()
+            .nth(1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(100_000),
+    );
     let objects = organisation(n, 100, 1000);
     let mut caches = Caches::default();
     macro_rules! fill {

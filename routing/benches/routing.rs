@@ -15,10 +15,25 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn sizes() -> Vec<usize> {
     // MAILROUTE_BENCH_SIZES=10000,100000 to run fewer.
-    std::env::var("MAILROUTE_BENCH_SIZES")
+    let sizes: Vec<usize> = std::env::var("MAILROUTE_BENCH_SIZES")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000])
+        .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
+    let mut smoke: Vec<usize> = sizes.into_iter().map(routing::fixtures::smoke_size).collect();
+    smoke.dedup();
+    smoke
+}
+
+/// Criterion's defaults, or seconds in all under `MAILROUTE_SMOKE=1`.
+fn criterion() -> Criterion {
+    let c = Criterion::default();
+    if std::env::var_os("MAILROUTE_SMOKE").is_some_and(|v| v == "1") {
+        c.warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(500))
+            .sample_size(10)
+    } else {
+        c
+    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -89,5 +104,9 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = criterion();
+    targets = bench
+}
 criterion_main!(benches);

@@ -6,6 +6,18 @@ use crate::crd::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use std::collections::BTreeMap;
 
+/// The size a benchmark or scale example works at: `n`, or at most 10,000
+/// under `MAILROUTE_SMOKE=1`, with which the docs check runs every
+/// documented benchmark command to prove it works (in seconds, not minutes).
+pub fn smoke_size(n: usize) -> usize {
+    if std::env::var_os("MAILROUTE_SMOKE").is_some_and(|v| v == "1") && n > 10_000 {
+        eprintln!("(smoke run: 10000 instead of {n})");
+        10_000
+    } else {
+        n
+    }
+}
+
 fn meta(name: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
