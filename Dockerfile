@@ -1,31 +1,39 @@
-# syntax=docker/dockerfile:1
 # mailroute's container images, one target per program:
 #
-#   docker build --target operator -t ghcr.io/mailroute/mailroute-operator:0.1.0 .
-#   docker build --target relay    -t ghcr.io/mailroute/mailroute-relay:0.1.0 .
-#   docker build --target sink     -t mailroute-e2e-sink:dev .   (tests only)
+#   docker build --target operator -t mailroute-operator:0.1.0 .   mailroute (operator, CLI)
+#   docker build --target relay    -t mailroute-relay:0.1.0 .      mailroute-relay
+#   docker build --target sink     -t mailroute-sink:0.1.0 .       a recording SMTP server (tests, demo)
 #
-# Built on Debian bookworm, run on distroless cc-debian12 (the same glibc;
-# no shell, no package manager), as the non-root user 65532.
+# Build arguments (docs/install.md, "Images"):
+#   BUILD_IMAGE    where the binaries are built: a Rust image on Debian bookworm
+#   RUNTIME_IMAGE  what they run on: distroless cc-debian12 (glibc, libgcc_s,
+#                  CA certificates; no shell), or images/base.sh's offline copy
+#   BINARIES       compile (default): cargo builds them in BUILD_IMAGE;
+#                  prebuilt: take target/image-bin/ from the build context,
+#                  built on a Debian bookworm host (images/build.sh does it);
+#                  BUILD_IMAGE then only needs a shell.
+# Nothing else is fetched from a registry, and it builds with the classic
+# builder as well as BuildKit.
 
-ARG RUST_VERSION=1.95
+ARG BUILD_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
-FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
+ARG BINARIES=compile
 # Symbols stay (readable backtraces), debug info goes: about 20 MB per
 # binary instead of 120 MB.
 ENV CARGO_PROFILE_RELEASE_DEBUG=false
 WORKDIR /src
 COPY . .
-# The registry and target caches make rebuilds incremental; the binaries
-# are copied out of the cache mount so the final stages can take them.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p operator --bin mailroute \
- && cargo build --release --locked -p relay --features kube --bin mailroute-relay --example sink \
- && mkdir -p /out \
- && cp target/release/mailroute target/release/mailroute-relay target/release/examples/sink /out/
+RUN set -eu; mkdir -p /out; \
+    if [ "$BINARIES" = prebuilt ]; then \
+      cp target/image-bin/mailroute target/image-bin/mailroute-relay target/image-bin/sink /out/; \
+    else \
+      cargo build --release --locked -p operator --bin mailroute -p relay --bin mailroute-relay --example sink; \
+      cp target/release/mailroute target/release/mailroute-relay target/release/examples/sink /out/; \
+    fi
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM ${RUNTIME_IMAGE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.source="https://github.com/mailroute/mailroute" \
@@ -44,8 +52,8 @@ ENTRYPOINT ["/usr/local/bin/mailroute"]
 CMD ["operator"]
 
 FROM runtime AS sink
-LABEL org.opencontainers.image.title="mailroute-e2e-sink" \
-      org.opencontainers.image.description="A recording SMTP server for mailroute's end-to-end tests (one log line per message)"
+LABEL org.opencontainers.image.title="mailroute-sink" \
+      org.opencontainers.image.description="A recording SMTP server for mailroute's demo and end-to-end tests (one log line per message)"
 COPY --from=build /out/sink /usr/local/bin/sink
 EXPOSE 2525
 ENTRYPOINT ["/usr/local/bin/sink"]

@@ -98,6 +98,34 @@ async fn each_scenario_gets_the_conditions_check_reports_and_the_table_compile_w
             }
         }
 
+        // `kubectl describe` shows each risk's Event with the object.
+        for report in &compiled.reports {
+            let risks: Vec<&str> = report.conditions[1..]
+                .iter()
+                .filter(|c| c.status)
+                .map(|c| c.reason)
+                .collect();
+            if risks.is_empty() {
+                continue;
+            }
+            let described = kubectl(&[
+                "describe",
+                &report.kind.as_str().to_lowercase(),
+                &report.name,
+                "-n",
+                &ns.name,
+            ]);
+            let events = described.split("\nEvents:").nth(1).unwrap_or("");
+            for reason in risks {
+                assert!(
+                    events.contains("Warning") && events.contains(reason),
+                    "{file}: kubectl describe {}/{} shows no {reason} Event:\n{described}",
+                    report.kind,
+                    report.name
+                );
+            }
+        }
+
         // Applying the same objects again writes nothing: no resourceVersion moves.
         let versions = |all: &std::collections::BTreeMap<String, serde_json::Value>| {
             all.iter()

@@ -126,6 +126,8 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     let broken = Some(std::io::ErrorKind::BrokenPipe);
     e.chain().any(|c| {
         c.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == broken
-            || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind) == broken
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(serde_json::Error::io_error_kind)
+                == broken
     })
 }

@@ -45,7 +45,7 @@ fn assert_granted(seen: &[(String, String)]) {
 #[tokio::test]
 async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
     let (client, seen) = empty_cluster();
-    let (_caches, changes) = caches::watch(&client, &[]);
+    let (_caches, changes) = caches::watch(&client, &[], Default::default());
     tokio::spawn(futures::stream::select_all(changes).for_each(|_| async {}));
     let watches =
         |s: &[(String, String)]| s.iter().filter(|(_, p)| p.contains("watch=true")).count();
@@ -86,7 +86,7 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
 #[tokio::test]
 async fn watched_namespaces_are_listed_one_by_one() {
     let (client, seen) = empty_cluster();
-    let (_caches, changes) = caches::watch(&client, &["a".into(), "b".into()]);
+    let (_caches, changes) = caches::watch(&client, &["a".into(), "b".into()], Default::default());
     tokio::spawn(futures::stream::select_all(changes).for_each(|_| async {}));
     until(&seen, |s| {
         s.iter().filter(|(_, p)| p.contains("watch=true")).count() == 10

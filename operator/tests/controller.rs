@@ -36,8 +36,11 @@ struct Cluster {
     tables: Writer<ConfigMap>,
 }
 
+/// As the API server has it: in the namespace, with a uid.
 fn in_ns<K: Resource>(mut o: K) -> K {
-    o.meta_mut().namespace = Some(NS.into());
+    let meta = o.meta_mut();
+    meta.namespace = Some(NS.into());
+    meta.uid = meta.name.as_ref().map(|n| format!("uid-of-{n}"));
     o
 }
 
@@ -319,6 +322,8 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
     assert_eq!(event["reason"], "ForwardsToSelf");
     assert_eq!(event["regarding"]["kind"], "AddressSpace");
     assert_eq!(event["regarding"]["name"], "corp");
+    // `kubectl describe` selects an object's Events by its uid.
+    assert_eq!(event["regarding"]["uid"], "uid-of-corp");
     assert_eq!(event["reportingController"], "mailroute-operator");
     assert_eq!(seen[8].body["regarding"]["name"], "unix");
 }
@@ -466,6 +471,44 @@ async fn a_permanent_error_waits_for_a_change() {
     drop(ctx);
     let seen = server.await.unwrap();
     assert_eq!(seen.len(), 1, "stops at the first refusal");
+}
+
+/// A write the API server forbids (RBAC cut) is a problem `/readyz`
+/// reports until a reconcile succeeds again; it backs off like any other.
+#[tokio::test]
+async fn a_forbidden_write_is_reported_until_a_reconcile_succeeds() {
+    let cluster = Cluster::new(&small_org());
+    let forbidden = Arc::new(Mutex::new(true));
+    let refusing = forbidden.clone();
+    let respond: Responder = Box::new(move |_, r| {
+        if *refusing.lock().unwrap() {
+            (
+                403,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": "configmaps \"mailroute-table\" is forbidden: User \"system:serviceaccount:mailroute:mailroute-operator\" cannot patch resource \"configmaps\"", "reason": "Forbidden", "code": 403}),
+            )
+        } else {
+            (200, r.body.clone())
+        }
+    });
+    let (client, server) = mock_api(respond, NS);
+    let ctx = context(client, cluster.caches.clone(), Leadership::fixed(true));
+    let error = reconcile(namespace(), ctx.clone()).await.unwrap_err();
+    assert!(error.is_forbidden() && !error.is_permanent());
+    assert_eq!(
+        error_policy(namespace(), &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(1))
+    );
+    let problems = ctx.health.summary().expect("a problem");
+    assert!(
+        problems.starts_with("writes in namespace mail: applying ConfigMap mail/mailroute-table")
+            && problems.contains("cannot patch resource \"configmaps\""),
+        "{problems}"
+    );
+    *forbidden.lock().unwrap() = false;
+    reconcile(namespace(), ctx.clone()).await.unwrap();
+    assert_eq!(ctx.health.summary(), None);
+    drop(ctx);
+    server.await.unwrap();
 }
 
 #[tokio::test]

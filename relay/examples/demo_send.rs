@@ -49,12 +49,19 @@ fn addresses(o: &routing::Objects) -> Vec<String> {
         let Some(target) = &space.spec.rewrite_to else {
             continue;
         };
-        let local = o.contacts.iter().flat_map(|c| &c.spec.proxy_addresses).find_map(|a| {
-            let (local, domain) = a.rsplit_once('@')?;
-            domain.eq_ignore_ascii_case(target).then_some(local)
-        });
+        let local = o
+            .contacts
+            .iter()
+            .flat_map(|c| &c.spec.proxy_addresses)
+            .find_map(|a| {
+                let (local, domain) = a.rsplit_once('@')?;
+                domain.eq_ignore_ascii_case(target).then_some(local)
+            });
         if let Some(local) = local {
-            out.push(format!("{local}@{}", space.spec.domain.replace("*.", "sub.")));
+            out.push(format!(
+                "{local}@{}",
+                space.spec.domain.replace("*.", "sub.")
+            ));
         }
     }
     for connector in &o.connectors {

@@ -78,7 +78,10 @@ pub struct Shared {
     pub outbound: downstream::Outbound,
     pub clients: Mutex<HashMap<IpAddr, usize>>,
     pub next_session: AtomicU64,
-    /// True once draining started (SIGTERM).
+    /// True once the relay is leaving (SIGTERM): /readyz says 503, but it
+    /// still accepts until draining starts.
+    leaving: std::sync::atomic::AtomicBool,
+    /// True once draining started: no more connections.
     draining: watch::Sender<bool>,
     active: AtomicUsize,
     idle: Notify,
@@ -105,16 +108,31 @@ impl Shared {
             outbound,
             clients: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),
+            leaving: std::sync::atomic::AtomicBool::new(false),
             draining: watch::Sender::new(false),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
         })
     }
 
+    /// Turn unready while still accepting: a Service (or a load balancer)
+    /// stops sending new connections once it sees the pod go, which takes
+    /// a moment; closing the listener at once would refuse the ones sent
+    /// meanwhile.
+    pub fn leave(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
+    }
+
     /// Stop accepting; idle sessions get 421 now, the others after their
     /// transaction.
     pub fn drain(&self) {
+        self.leave();
         self.draining.send_replace(true);
+    }
+
+    /// Whether /readyz must say no: leaving or draining.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
     }
 
     pub fn is_draining(&self) -> bool {

@@ -105,6 +105,11 @@ struct Options {
     /// Seconds a draining relay (SIGTERM) waits for transactions in flight.
     #[arg(long, env = "MAILROUTE_DRAIN_TIMEOUT", default_value_t = 30)]
     drain_timeout: u64,
+    /// Seconds to go on accepting after SIGTERM, with /readyz saying 503,
+    /// before the listener closes: the time a Service or load balancer needs
+    /// to stop sending new connections (the Helm chart sets 5).
+    #[arg(long, env = "MAILROUTE_SHUTDOWN_DELAY", default_value_t = 0)]
+    shutdown_delay: u64,
     /// Milliseconds between looks at --table for a new version.
     #[arg(long, env = "MAILROUTE_RELOAD_INTERVAL_MS", default_value_t = 250)]
     reload_interval_ms: u64,
@@ -235,6 +240,11 @@ fn run(o: Options) -> anyhow::Result<()> {
         tokio::spawn(http::serve(http, shared.clone()));
         let accepting = tokio::spawn(server::serve(smtp, shared.clone()));
         ops::shutdown_signal().await;
+        if o.shutdown_delay > 0 {
+            tracing::info!(delay_s = o.shutdown_delay, "shutting down: unready, still accepting until new connections stop coming");
+            shared.leave();
+            tokio::time::sleep(Duration::from_secs(o.shutdown_delay)).await;
+        }
         tracing::info!(timeout_s = o.drain_timeout, "draining: no new connections, finishing transactions in flight");
         shared.drain();
         let _ = accepting.await;

@@ -270,3 +270,54 @@ fn configmap_mode_is_in_the_default_build() {
         "{err}"
     );
 }
+
+/// SIGTERM with --shutdown-delay: unready at once, still accepting for the
+/// delay, then the listener closes and the process exits.
+#[tokio::test]
+async fn sigterm_keeps_accepting_for_the_shutdown_delay_then_exits() {
+    let (smtp, http) = (free_port(), free_port());
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailroute-relay"))
+        .args([
+            "--hostname",
+            "relay.test",
+            "--listen",
+            &format!("127.0.0.1:{smtp}"),
+        ])
+        .args(["--metrics-listen", &format!("127.0.0.1:{http}")])
+        .args(["--manifests", examples, "--namespace", "alias-table"])
+        .args(["--shutdown-delay", "2"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_ready(http).await;
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let signalled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        http_get(http, "/readyz")
+            .unwrap()
+            .starts_with("HTTP/1.1 503")
+    );
+    let mut c = Client::connect(format!("127.0.0.1:{smtp}").parse().unwrap()).await;
+    assert_eq!(code(&c.cmd("NOOP").await), "250");
+    assert!(signalled.elapsed() < Duration::from_secs(2));
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(10),
+            "still running"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exited.success(), "{exited:?}");
+    assert!(signalled.elapsed() >= Duration::from_secs(2));
+    assert!(std::net::TcpStream::connect(("127.0.0.1", smtp)).is_err());
+}

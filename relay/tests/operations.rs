@@ -72,3 +72,36 @@ async fn metrics_count_sessions_recipients_transactions_and_the_table() {
     assert!(http_get(http, "/healthz").await.starts_with("HTTP/1.1 200"));
     assert!(http_get(http, "/readyz").await.contains(&version));
 }
+
+/// Leaving (SIGTERM with --shutdown-delay): unready at once, but still
+/// accepting and delivering, so a connection a Service sends before it
+/// notices is served, never refused; draining then closes the listener.
+#[tokio::test]
+async fn a_leaving_relay_is_unready_but_still_accepts_until_it_drains() {
+    let sink = Sink::start(SinkBehaviour::default()).await;
+    let relay = Relay::with_objects(
+        config(),
+        &one_route("ann@mbx.example.com", &sink.smart_host()),
+    )
+    .await;
+    let http = relay.http().await;
+    relay.shared.leave();
+    let ready = http_get(http, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("still accepting"), "{ready}");
+    let mut late = Client::connect(relay.addr).await;
+    assert_eq!(
+        codes(&late.envelope("s@outside.org", &["ann@example.com"]).await[0]),
+        "250 2.1.5"
+    );
+    assert_eq!(
+        code(&late.data("Subject: late\r\n\r\nlate\r\n").await),
+        "250"
+    );
+    assert_eq!(sink.messages().len(), 1);
+
+    relay.shared.drain();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(tokio::net::TcpStream::connect(relay.addr).await.is_err());
+    assert!(http_get(http, "/readyz").await.contains("draining"));
+}

@@ -19,7 +19,10 @@ fn sizes() -> Vec<usize> {
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![10_000, 100_000, 1_000_000]);
-    let mut smoke: Vec<usize> = sizes.into_iter().map(routing::fixtures::smoke_size).collect();
+    let mut smoke: Vec<usize> = sizes
+        .into_iter()
+        .map(routing::fixtures::smoke_size)
+        .collect();
     smoke.dedup();
     smoke
 }

@@ -16,7 +16,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let n = routing::fixtures::smoke_size(args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000));
+    let n =
+        routing::fixtures::smoke_size(args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000));
     let objects = organisation(n, 100, 1000);
     let objects_rss = memory_kib("VmRSS");
     if let Some(i) = args.iter().position(|a| a == "--yaml") {

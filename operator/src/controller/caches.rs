@@ -4,6 +4,7 @@
 //! a reconcile reads only from here, never from the API server, so a
 //! namespace with nothing to change costs no request at all.
 
+use super::health::Health;
 use super::publish::{TABLE_LABEL, managed_selector};
 use super::status::Current;
 use futures::{Stream, StreamExt};
@@ -155,10 +156,12 @@ where
         }
         let name = guarded.name_any();
         let generation = guarded.meta().generation;
+        let uid = guarded.meta().uid.clone();
         match &guarded.0 {
             Ok(object) => {
                 let current = Current {
                     generation,
+                    uid,
                     status: object.current_status(),
                 };
                 s.current.insert((kind, name), current);
@@ -171,6 +174,7 @@ where
                     (kind, name.clone()),
                     Current {
                         generation,
+                        uid,
                         status: None,
                     },
                 );
@@ -205,7 +209,11 @@ where
 pub type Changes = std::pin::Pin<Box<dyn Stream<Item = String> + Send>>;
 
 /// One reflector per Api; yields the namespace of every changed object.
-fn reflect<K>(apis: Vec<Api<K>>, config: &watcher::Config) -> (Vec<Store<K>>, Vec<Changes>)
+fn reflect<K>(
+    apis: Vec<Api<K>>,
+    config: &watcher::Config,
+    health: &Arc<Health>,
+) -> (Vec<Store<K>>, Vec<Changes>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -213,34 +221,37 @@ where
     let mut changes: Vec<Changes> = Vec::new();
     for api in apis {
         let (store, writer): (Store<K>, Writer<K>) = reflector::store();
-        let kind = K::kind(&());
+        let what = format!("watch {}", K::kind(&()));
+        let health = health.clone();
         let stream = reflector::reflector(
             writer,
-            watcher(api, config.clone())
-                .default_backoff()
-                .modify(|o| {
-                    // Neither is ever read; at 100k contacts they would be
-                    // most of the cache.
-                    o.meta_mut().managed_fields = None;
-                    if let Some(a) = o.meta_mut().annotations.as_mut() {
-                        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-                    }
-                }),
+            watcher(api, config.clone()).default_backoff().modify(|o| {
+                // Neither is ever read; at 100k contacts they would be
+                // most of the cache.
+                o.meta_mut().managed_fields = None;
+                if let Some(a) = o.meta_mut().annotations.as_mut() {
+                    a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                }
+            }),
         )
         .filter_map(move |event| {
-            let kind = kind.clone();
-            async move {
-                match event {
-                    Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o) | watcher::Event::InitApply(o)) => {
-                        o.namespace()
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::warn!(kind = %kind, error = %e, "watch failed; retrying with backoff");
-                        None
+            let changed = match event {
+                Ok(event) => {
+                    health.clear(&what);
+                    match event {
+                        watcher::Event::Apply(o)
+                        | watcher::Event::Delete(o)
+                        | watcher::Event::InitApply(o) => o.namespace(),
+                        _ => None,
                     }
                 }
-            }
+                Err(e) => {
+                    tracing::warn!(what = %what, error = %e, "watch failed; retrying with backoff");
+                    health.set(&what, e);
+                    None
+                }
+            };
+            std::future::ready(changed)
         });
         stores.push(store);
         changes.push(Box::pin(stream));
@@ -248,15 +259,20 @@ where
     (stores, changes)
 }
 
-/// Starts watching everything the operator needs.
-pub fn watch(client: &Client, namespaces: &[String]) -> (Caches, Vec<Changes>) {
+/// Starts watching everything the operator needs; a failing watch is a
+/// problem in `health` until it works again.
+pub fn watch(
+    client: &Client,
+    namespaces: &[String],
+    health: Arc<Health>,
+) -> (Caches, Vec<Changes>) {
     let all = watcher::Config::default();
     let managed = watcher::Config::default().labels(&managed_selector());
-    let (spaces, c1) = reflect(apis(client, namespaces), &all);
-    let (policies, c2) = reflect(apis(client, namespaces), &all);
-    let (contacts, c3) = reflect(apis(client, namespaces), &all);
-    let (connectors, c4) = reflect(apis(client, namespaces), &all);
-    let (tables, c5) = reflect(apis(client, namespaces), &managed);
+    let (spaces, c1) = reflect(apis(client, namespaces), &all, &health);
+    let (policies, c2) = reflect(apis(client, namespaces), &all, &health);
+    let (contacts, c3) = reflect(apis(client, namespaces), &all, &health);
+    let (connectors, c4) = reflect(apis(client, namespaces), &all, &health);
+    let (tables, c5) = reflect(apis(client, namespaces), &managed, &health);
     let caches = Caches {
         spaces,
         policies,

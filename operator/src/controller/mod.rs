@@ -6,6 +6,7 @@
 //! [`leader`] writes. Operations: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod caches;
+pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod publish;
@@ -158,7 +159,8 @@ pub async fn run_with(
     let identity = o.identity.clone().unwrap_or_else(hostname);
     tracing::info!(namespaces = ?o.namespaces, table = %o.table_name, identity = %identity, "mailroute operator starting");
 
-    let (caches, changes) = caches::watch(&client, &o.namespaces);
+    let health = Arc::new(health::Health::default());
+    let (caches, changes) = caches::watch(&client, &o.namespaces, health.clone());
     let election = if o.leader_elect {
         let lease_ns = o
             .lease_namespace
@@ -192,14 +194,16 @@ pub async fn run_with(
         status_concurrency: o.status_concurrency,
         ..Settings::default()
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         caches.clone(),
         settings,
         o.self_addresses.clone(),
         leadership.clone(),
         recorder,
-    ));
+    );
+    ctx.health = health;
+    let ctx = Arc::new(ctx);
 
     // Requests to reconcile every namespace: on becoming leader, and when
     // the relay's own addresses change.
@@ -372,6 +376,9 @@ fn respond(ctx: &Context, ready: &AtomicBool, path: &str) -> ops::Response {
     match path {
         "/healthz" => ops::Response::ok(ops::TEXT, "ok\n"),
         "/readyz" if ready.load(Ordering::Relaxed) => {
+            if let Some(problems) = ctx.health.summary() {
+                return ops::Response::unavailable(format!("not ready:\n{problems}\n"));
+            }
             let role = if ctx.leader.is_leader() {
                 "leader"
             } else {

@@ -4,6 +4,7 @@
 //! depends on every space and connector beside it.
 
 use super::caches::{Caches, Snapshot};
+use super::health::Health;
 use super::leader::Leadership;
 use super::metrics::Metrics;
 use super::publish::{self, FIELD_MANAGER};
@@ -56,6 +57,8 @@ pub struct Context {
     pub leader: Leadership,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// Problems for /readyz: writes the API server forbids.
+    pub health: Arc<Health>,
     /// The clock for `lastTransitionTime`, whole seconds (as the API stores it).
     pub clock: fn() -> Time,
     /// Consecutive transient failures per namespace, for the backoff.
@@ -82,6 +85,7 @@ impl Context {
             leader,
             recorder,
             metrics: Metrics::default(),
+            health: Arc::default(),
             clock: now,
             failures: Mutex::default(),
             unreadable_written: Mutex::default(),
@@ -119,6 +123,12 @@ impl Error {
         }
     }
 
+    /// The API server forbids the write (RBAC): the operator cannot do its
+    /// job until someone grants it.
+    pub fn is_forbidden(&self) -> bool {
+        matches!(self, Error::Write { source: kube::Error::Api(status), .. } if matches!(status.code, 401 | 403))
+    }
+
     pub fn metric_kind(&self) -> &'static str {
         match self {
             Error::LostLeadership => "lost_leadership",
@@ -146,14 +156,19 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<A
     ctx.metrics
         .reconcile_duration
         .observe(started.elapsed().as_secs_f64());
+    let writes = format!("writes in namespace {ns}");
     match &result {
         Ok(_) => {
             ctx.metrics.count_reconcile("ok");
             ctx.failures.lock().expect("failures lock").remove(&ns);
+            ctx.health.clear(&writes);
         }
         Err(e) => {
             ctx.metrics.count_reconcile("error");
             ctx.metrics.count_error(e.metric_kind());
+            if e.is_forbidden() {
+                ctx.health.set(&writes, e);
+            }
         }
     }
     result
@@ -305,6 +320,7 @@ async fn publish_event(ns: &str, ctx: &Context, update: &StatusUpdate, t: &statu
         kind: Some(update.kind.as_str().into()),
         name: Some(update.name.clone()),
         namespace: Some(ns.into()),
+        uid: update.uid.clone(),
         ..ObjectReference::default()
     };
     let event = Event {

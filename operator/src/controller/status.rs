@@ -14,6 +14,9 @@ use routing::{ConditionSummary, ObjectReport};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Current {
     pub generation: Option<i64>,
+    /// The object's uid: Events name it, so `kubectl describe` (which
+    /// selects Events by uid) shows them.
+    pub uid: Option<String>,
     /// Every kind's status fits this shape; the contact-only fields are
     /// empty for the others.
     pub status: Option<MailContactStatus>,
@@ -24,6 +27,7 @@ pub struct Current {
 pub struct StatusUpdate {
     pub kind: Kind,
     pub name: String,
+    pub uid: Option<String>,
     pub status: MailContactStatus,
     pub events: Vec<Transition>,
 }
@@ -61,6 +65,7 @@ pub fn update(report: &ObjectReport, current: &Current, now: &Time) -> Option<St
     Some(StatusUpdate {
         kind: report.kind,
         name: report.name.clone(),
+        uid: current.uid.clone(),
         status,
         events,
     })
@@ -197,6 +202,7 @@ mod tests {
         let current = Current {
             generation: Some(3),
             status: Some(first.status),
+            ..Current::default()
         };
         assert_eq!(update(&report, &current, &at(200)), None);
     }
@@ -207,6 +213,7 @@ mod tests {
         let current = Current {
             generation: Some(3),
             status: Some(first.status),
+            ..Current::default()
         };
         let second = update(&space_report(true), &current, &at(200)).unwrap();
         let time_of = |t: &str| {
@@ -235,6 +242,7 @@ mod tests {
         let current = Current {
             generation: Some(3),
             status: Some(second.status),
+            ..Current::default()
         };
         let third = update(&space_report(false), &current, &at(300)).unwrap();
         assert_eq!(third.events.len(), 1);
@@ -257,6 +265,7 @@ mod tests {
         let current = Current {
             generation: Some(4),
             status: Some(first.status),
+            ..Current::default()
         };
         let u = update(&report, &current, &at(200)).unwrap();
         assert_eq!(u.status.observed_generation, Some(4));

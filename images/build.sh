@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds the three images where no registry can be reached (docs/install.md,
+# "Images"), from binaries compiled on this host:
+#
+#   images/build.sh [TAG]         default TAG: dev
+#
+# This host must be Debian bookworm (or have its glibc 2.36 or older): the
+# binaries run on the runtime base's. It compiles with the release profile
+# (the build the tests and the demo share), stages copies without debug
+# info in target/image-bin/, makes the bases with images/base.sh unless
+# they are there or RUNTIME_IMAGE / BUILD_IMAGE name others, and builds
+# mailroute-operator:TAG, mailroute-relay:TAG and mailroute-sink:TAG with
+# BINARIES=prebuilt. It prints each image's size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tag=${1:-dev}
+runtime=${RUNTIME_IMAGE:-mailroute-base:bookworm}
+stage=${BUILD_IMAGE:-mailroute-stage:bookworm}
+if ! docker image inspect "$runtime" "$stage" >/dev/null 2>&1; then
+  images/base.sh
+fi
+echo "== cargo build --release (mailroute, mailroute-relay, sink)"
+cargo build --release --locked -p operator --bin mailroute -p relay --bin mailroute-relay --example sink
+mkdir -p target/image-bin
+for bin in mailroute mailroute-relay examples/sink; do
+  objcopy --strip-debug "target/release/$bin" "target/image-bin/$(basename "$bin")"
+done
+# The classic builder where buildx is missing (Debian's docker.io): the Dockerfile needs no BuildKit.
+buildkit=0
+docker buildx version >/dev/null 2>&1 && buildkit=1
+revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
+for target in operator relay sink; do
+  echo "== docker build --target $target -t mailroute-$target:$tag"
+  DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0} docker build -q --target "$target" -t "mailroute-$target:$tag" \
+    --build-arg BINARIES=prebuilt --build-arg BUILD_IMAGE="$stage" --build-arg RUNTIME_IMAGE="$runtime" \
+    --build-arg REVISION="$revision" . >/dev/null
+done
+for target in operator relay sink; do
+  docker image inspect -f "{{index .RepoTags 0}} {{.Size}}" "mailroute-$target:$tag" |
+    awk '{printf "%s: %.1f MB\n", $1, $2 / 1e6}'
+done
