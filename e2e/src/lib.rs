@@ -3,6 +3,9 @@
 //! the published table back, local processes (relay, sinks) and a tiny
 //! SMTP client. Everything talks to the cluster `KUBECONFIG` points at.
 
+pub mod cluster;
+pub mod load;
+
 use anyhow::{Context, Result, bail};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
@@ -43,8 +46,9 @@ impl TestNamespace {
         let client = Client::try_default()
             .await
             .context("no cluster: is KUBECONFIG set?")?;
-        let suffix = std::process::id();
-        let name = format!("{prefix}-{suffix}");
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{prefix}-{}-{n}", std::process::id());
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -420,4 +424,51 @@ pub fn kubectl(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The reply to each RCPT of one transaction (then RSET and QUIT).
+pub async fn rcpt_replies(relay: &str, from: &str, to: &[&str]) -> Result<Vec<String>> {
+    let stream = TcpStream::connect(relay).await?;
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    let mut line = String::new();
+    let mut reply = async |r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>| -> Result<String> {
+        loop {
+            line.clear();
+            if r.read_line(&mut line).await? == 0 {
+                bail!("connection closed");
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(line.trim_end().to_owned());
+            }
+        }
+    };
+    reply(&mut r).await?;
+    w.write_all(b"EHLO e2e.test\r\n").await?;
+    reply(&mut r).await?;
+    w.write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
+        .await?;
+    reply(&mut r).await?;
+    let mut replies = Vec::new();
+    for t in to {
+        w.write_all(format!("RCPT TO:<{t}>\r\n").as_bytes()).await?;
+        replies.push(reply(&mut r).await?);
+    }
+    w.write_all(b"RSET\r\nQUIT\r\n").await?;
+    Ok(replies)
+}
+
+/// Appends a measured figure to E2E_FIGURES (the run script prints them
+/// all at the end, for the docs), and prints it.
+pub fn record_figure(line: &str) {
+    eprintln!("figure: {line}");
+    if let Ok(path) = std::env::var("E2E_FIGURES") {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("E2E_FIGURES");
+        writeln!(f, "{line}").expect("E2E_FIGURES");
+    }
 }

@@ -1,208 +1,305 @@
-//! The in-cluster half of the suite (e2e/run.sh kind): the operator and the
-//! relay run in the cluster as the Helm chart installs them; mail goes
-//! through the relay Service (kubectl port-forward) to SMTP sinks running in
-//! the cluster, and a changed contact is followed.
+//! The chart as installed (e2e/run.sh cluster): its pods, real mail from a
+//! client pod and from the host through the relay Service to sink pods, and
+//! the time from a change to every relay pod serving it.
 //!
-//! e2e/run.sh kind sets E2E_RELEASE_NAMESPACE (whose table the relay serves),
-//! E2E_RELAY_SERVICE and E2E_SINK_IMAGE.
+//! e2e/run.sh cluster sets E2E_RELEASE_NAMESPACE, E2E_RELAY_SERVICE,
+//! E2E_OPERATOR_DEPLOYMENT, E2E_SINK_IMAGE and E2E_CLIENT_IMAGE, and
+//! E2E_TABLE_SOURCE (watch or mount) for the propagation figure.
 
+use e2e::cluster::*;
 use e2e::*;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, LogParams, PostParams};
-use kube::{Client, ResourceExt};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, LogParams, PostParams};
 use serde_json::json;
 use std::time::{Duration, Instant};
 
-fn env(var: &str) -> String {
-    std::env::var(var).unwrap_or_else(|_| panic!("{var} is not set: run e2e/run.sh kind"))
-}
-
-/// A sink Deployment and Service named `sink-NAME` in `ns`.
-async fn start_sink(client: &Client, ns: &str, name: &str, image: &str) {
-    let app = format!("sink-{name}");
-    let deployment: Deployment = serde_json::from_value(json!({
-        "metadata": {"name": app},
-        "spec": {
-            "selector": {"matchLabels": {"app": app}},
-            "template": {
-                "metadata": {"labels": {"app": app}},
-                "spec": {"containers": [{
-                    "name": "sink",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "args": [name, "0.0.0.0:2525"],
-                    "ports": [{"containerPort": 2525, "name": "smtp"}],
-                    "readinessProbe": {"tcpSocket": {"port": "smtp"}, "periodSeconds": 1}
-                }]}
-            }
-        }
-    }))
-    .unwrap();
-    let service: Service = serde_json::from_value(json!({
-        "metadata": {"name": app},
-        "spec": {"selector": {"app": app}, "ports": [{"port": 2525, "targetPort": "smtp"}]}
-    }))
-    .unwrap();
-    Api::<Deployment>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &deployment)
+#[tokio::test]
+#[cfg_attr(
+    not(e2e_cluster),
+    ignore = "needs the chart installed on a cluster: e2e/run.sh cluster"
+)]
+async fn the_chart_runs_one_leader_a_standby_and_two_relays_under_restricted_pod_security() {
+    let release = Release::from_env().await;
+    let ns = Api::<Namespace>::all(release.client.clone())
+        .get(&release.namespace)
         .await
         .unwrap();
-    Api::<Service>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &service)
-        .await
-        .unwrap();
-}
+    assert_eq!(
+        ns.labels()
+            .get("pod-security.kubernetes.io/enforce")
+            .map(String::as_str),
+        Some("restricted"),
+        "the release namespace enforces the restricted Pod Security Standard"
+    );
+    let _sinks = sinks_and_routing(&release).await;
+    let version = published_version(&release).await;
 
-/// Waits until every replica of the Deployment is ready.
-async fn wait_ready(client: &Client, ns: &str, name: &str, within: Duration) {
-    let api = Api::<Deployment>::namespaced(client.clone(), ns);
-    let start = Instant::now();
-    loop {
-        let d = api.get(name).await.unwrap();
-        let want = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
-        let ready = d
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-        if ready >= want {
-            return;
-        }
-        assert!(
-            start.elapsed() < within,
-            "{ns}/{name}: {ready}/{want} ready after {within:?}"
+    let operators = release.operator_pods().await;
+    assert_eq!(operators.len(), 2);
+    let leader = release.leader().await.expect("a lease holder");
+    let mut roles = Vec::new();
+    for pod in &operators {
+        assert!(is_ready(pod), "{} not Ready", pod.name_any());
+        assert_service_account(&release, pod, &release.operator).await;
+        let (code, body) = release.pod_get(&pod.name_any(), 8080, "/readyz").await;
+        assert_eq!(code, 200, "{body}");
+        roles.push((pod.name_any() == leader, body.trim().to_owned()));
+    }
+    roles.sort();
+    assert_eq!(
+        roles,
+        [
+            (false, "ready (standby)".to_owned()),
+            (true, "ready (leader)".to_owned())
+        ],
+        "one leader (the Lease holder), one standby"
+    );
+
+    let relays = release.relay_pods().await;
+    assert_eq!(relays.len(), 2);
+    for pod in &relays {
+        assert!(is_ready(pod), "{} not Ready", pod.name_any());
+        assert_service_account(&release, pod, &release.relay).await;
+        let (code, body) = release.pod_get(&pod.name_any(), 9090, "/readyz").await;
+        assert_eq!(
+            (code, body.trim()),
+            (200, format!("ready: table {version}").as_str())
         );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    eprintln!("operators: {roles:?}; relays serve {version}");
 }
 
-/// The log lines of every pod of a sink.
-async fn sink_log(client: &Client, ns: &str, name: &str) -> String {
-    let pods = Api::<Pod>::namespaced(client.clone(), ns);
-    let mut all = String::new();
-    let selector = ListParams::default().labels(&format!("app=sink-{name}"));
-    for pod in pods.list(&selector).await.unwrap() {
-        if let Ok(log) = pods.logs(&pod.name_any(), &LogParams::default()).await {
-            all.push_str(&log);
-        }
-    }
-    all
+/// Each pod runs under the chart's own ServiceAccount.
+async fn assert_service_account(release: &Release, pod: &Pod, name: &str) {
+    let spec = pod.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some(name),
+        "{}",
+        pod.name_any()
+    );
+    let sa = Api::<ServiceAccount>::namespaced(release.client.clone(), &release.namespace)
+        .get(name)
+        .await
+        .unwrap();
+    assert_eq!(
+        sa.labels()
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("Helm")
+    );
 }
 
 #[tokio::test]
 #[cfg_attr(
-    not(e2e_kind),
-    ignore = "needs a kind cluster with the chart installed: e2e/run.sh kind"
+    not(e2e_cluster),
+    ignore = "needs the chart installed on a cluster: e2e/run.sh cluster"
 )]
-async fn mail_through_the_relay_service_reaches_an_in_cluster_sink_and_follows_a_change() {
-    let release = env("E2E_RELEASE_NAMESPACE");
-    let relay_service = env("E2E_RELAY_SERVICE");
-    let sinks = TestNamespace::create("e2e-sinks").await.unwrap();
-    let client = sinks.client.clone();
-    for name in ["a", "b"] {
-        start_sink(&client, &sinks.name, name, &env("E2E_SINK_IMAGE")).await;
-    }
-    for name in ["a", "b"] {
-        wait_ready(
-            &client,
-            &sinks.name,
-            &format!("sink-{name}"),
-            Duration::from_secs(120),
-        )
-        .await;
-    }
+async fn mail_from_a_client_pod_and_from_the_host_reaches_the_sinks_as_routed() {
+    let release = Release::from_env().await;
+    let sinks = sinks_and_routing(&release).await;
 
-    // The relay serves the release namespace's table.
-    let fqdn = |name: &str| format!("[sink-{name}.{}.svc.cluster.local]:2525", sinks.name);
-    let objects = objects_from_yaml(&format!(
-        r#"
-apiVersion: mailroute.io/v1alpha1
-kind: AddressSpace
-metadata: {{name: e2e-example-test}}
-spec: {{domain: example.test, type: Authoritative}}
----
-apiVersion: mailroute.io/v1alpha1
-kind: SmtpConnector
-metadata: {{name: e2e-a}}
-spec:
-  addressSpaces: [{{domain: a.example.test, cost: 1}}]
-  smartHosts: ["{a}"]
-  tls: {{mode: None}}
----
-apiVersion: mailroute.io/v1alpha1
-kind: SmtpConnector
-metadata: {{name: e2e-b}}
-spec:
-  addressSpaces: [{{domain: b.example.test, cost: 1}}]
-  smartHosts: ["{b}"]
-  tls: {{mode: None}}
----
-apiVersion: mailroute.io/v1alpha1
-kind: MailContact
-metadata: {{name: e2e-ann}}
-spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
-"#,
-        a = fqdn("a"),
-        b = fqdn("b"),
-    ));
-    apply(&client, &release, &objects).await.unwrap();
-    wait_for_status(&client, &release, Duration::from_secs(60))
+    // From a pod, with curl's SMTP client, to the Service's cluster DNS name.
+    let relay_dns = format!("{}.{}.svc.cluster.local", release.relay, release.namespace);
+    let script = format!(
+        "printf 'Subject: from-a-pod\\r\\n\\r\\nhello\\r\\n' > /tmp/m; \
+         curl -sS smtp://{relay_dns}:25 --mail-from pod@e2e.test --mail-rcpt ann@example.test -T /tmp/m && echo ann-sent; \
+         curl -sS smtp://{relay_dns}:25 --mail-from pod@e2e.test --mail-rcpt nobody@example.test -T /tmp/m 2>&1; echo nobody-exit=$?"
+    );
+    let log = run_client_pod(&sinks, &script).await;
+    assert!(log.contains("ann-sent"), "{log}");
+    assert!(
+        log.contains("550") && log.contains("nobody-exit=55"),
+        "the unknown recipient: {log}"
+    );
+    wait_for_subject(&sinks, "a", "from-a-pod").await;
+
+    // From the host, through the NodePort.
+    let relay = release.relay_node_port().await.to_string();
+    let (rcpt, done) = send(&relay, "host@e2e.test", "ann@example.test", "from-the-host")
         .await
         .unwrap();
-    // The relay turns Ready once it has loaded the published table.
-    wait_ready(&client, &release, &relay_service, Duration::from_secs(120)).await;
-
-    let port = free_port();
-    let _forward = Process::start(
-        &"kubectl".into(),
-        &[
-            "port-forward",
-            "-n",
-            &release,
-            &format!("svc/{relay_service}"),
-            &format!("{port}:25"),
-        ],
-    )
-    .unwrap();
-    let relay = format!("127.0.0.1:{port}");
-
-    // Real mail through the relay Service to sink a.
-    let start = Instant::now();
-    let delivered = loop {
-        match send(&relay, "sender@example.org", "ann@example.test", "first").await {
-            Ok((rcpt, Some(done))) if rcpt.starts_with("250") => break done,
-            other if start.elapsed() > Duration::from_secs(60) => {
-                panic!("the relay never routed: {other:?}")
-            }
-            _ => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    };
-    assert!(delivered.starts_with("250"), "{delivered}");
-    let log = sink_log(&client, &sinks.name, "a").await;
     assert!(
-        log.contains("to [\"ann@a.example.test\"]") && log.contains("\"first\""),
-        "sink a did not record the message: {log}"
+        rcpt.starts_with("250") && done.as_deref().is_some_and(|d| d.starts_with("250")),
+        "{rcpt} {done:?}"
     );
+    let (rcpt, done) = send(&relay, "host@e2e.test", "nobody@example.test", "nobody")
+        .await
+        .unwrap();
+    assert!(rcpt.starts_with("550 5.1.1") && done.is_none(), "{rcpt}");
+    // Two next hops in one transaction: the second recipient waits for its own.
+    let replies = rcpt_replies(
+        &relay,
+        "host@e2e.test",
+        &["ann@example.test", "bob@example.test"],
+    )
+    .await
+    .unwrap();
+    assert!(
+        replies[0].starts_with("250") && replies[1].starts_with("452 4.5.3"),
+        "{replies:?}"
+    );
+    wait_for_subject(&sinks, "a", "from-the-host").await;
 
-    // Change the contact; time until the relay routes to sink b.
+    // Rewritten as routed: the sink saw the contact's target.
+    let log = sink_log(&sinks, "a").await;
+    let line = log
+        .lines()
+        .find(|l| l.contains("\"from-the-host\""))
+        .unwrap();
+    assert!(line.contains(r#"to ["ann@a.example.test"]"#), "{line}");
+}
+
+/// Runs `script` in a pod of the client image; its log once it ended.
+async fn run_client_pod(sinks: &TestNamespace, script: &str) -> String {
+    let pods = Api::<Pod>::namespaced(sinks.client.clone(), &sinks.name);
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "smtp-client"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "client",
+                "image": env("E2E_CLIENT_IMAGE"),
+                "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", script]
+            }]
+        }
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let phase = pods
+            .get("smtp-client")
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.phase);
+        if matches!(phase.as_deref(), Some("Succeeded" | "Failed")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the client pod did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pods.logs("smtp-client", &LogParams::default())
+        .await
+        .unwrap()
+}
+
+async fn sink_log(sinks: &TestNamespace, name: &str) -> String {
+    let pods_api = Api::<Pod>::namespaced(sinks.client.clone(), &sinks.name);
+    let mut all = String::new();
+    for pod in pods(&sinks.client, &sinks.name, &format!("app=sink-{name}")).await {
+        all.push_str(
+            &pods_api
+                .logs(&pod.name_any(), &LogParams::default())
+                .await
+                .unwrap_or_default(),
+        );
+    }
+    all
+}
+
+async fn wait_for_subject(sinks: &TestNamespace, sink: &str, subject: &str) {
+    let start = Instant::now();
+    while !sink_subjects(&sinks.client, &sinks.name, sink)
+        .await
+        .iter()
+        .any(|s| s == subject)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sink {sink} never logged {subject:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Apply → every relay pod serves the new table → mail goes the new way,
+/// timed (relay.tableSource as E2E_TABLE_SOURCE says: watch or mount).
+#[tokio::test]
+#[cfg_attr(
+    not(e2e_cluster),
+    ignore = "needs the chart installed on a cluster: e2e/run.sh cluster"
+)]
+async fn a_change_reaches_every_relay_pod_and_mail_follows_it() {
+    let release = Release::from_env().await;
+    let source = env("E2E_TABLE_SOURCE");
+    let sinks = sinks_and_routing(&release).await;
+    let before = published_version(&release).await;
+    let relays: Vec<String> = release
+        .relay_pods()
+        .await
+        .iter()
+        .filter(|p| is_ready(p))
+        .map(|p| p.name_any())
+        .collect();
+
     let changed = Instant::now();
     retarget_contact(
-        &client,
-        &release,
+        &release.client,
+        &release.namespace,
         "e2e-ann",
         "ann@b.example.test",
         &["ann@example.test"],
     )
     .await
     .unwrap();
-    let took = probe_until(&relay, changed, Duration::from_secs(120), || async {
-        sink_log(&client, &sinks.name, "b").await.contains("probe-")
-    })
-    .await;
-    eprintln!(
-        "in-cluster propagation: contact changed → relay routes the new way in {:.2} s",
-        took.as_secs_f64()
+    let (published, version) = loop {
+        let v = published_version(&release).await;
+        if v != before {
+            break (changed.elapsed(), v);
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(30),
+            "never published"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut pending = relays.clone();
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for pod in pending {
+            let (_, body) = release.pod_get(&pod, 9090, "/readyz").await;
+            if !body.contains(&version) {
+                still.push(pod);
+            }
+        }
+        pending = still;
+        assert!(
+            changed.elapsed() < Duration::from_secs(180),
+            "relays {pending:?} never loaded {version}"
+        );
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let everywhere = changed.elapsed();
+
+    let relay = release.relay_node_port().await.to_string();
+    for i in 0..10 {
+        let subject = format!("after-change-{i}");
+        let (rcpt, done) = send(&relay, "host@e2e.test", "ann@example.test", &subject)
+            .await
+            .unwrap();
+        assert!(
+            rcpt.starts_with("250") && done.is_some_and(|d| d.starts_with("250")),
+            "{rcpt}"
+        );
+        wait_for_subject(&sinks, "b", &subject).await;
+    }
+    let figure = format!(
+        "apply -> relays serve it ({source}): published {:.2} s, all {} relay pods serving {:.2} s",
+        published.as_secs_f64(),
+        relays.len(),
+        everywhere.as_secs_f64()
     );
-    delete(&client, &release, &objects).await.unwrap();
+    eprintln!("{figure}");
+    record_figure(&figure);
+    // Put ann back for the tests that follow.
+    apply_routing(&release, &sinks.name).await;
 }

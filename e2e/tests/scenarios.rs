@@ -1,7 +1,9 @@
-//! Every DESIGN.md §9 scenario against a real API server and the running
-//! operator (local process or in-cluster: e2e/run.sh local|kind): the
-//! conditions `mailroute check` reports, the table `mailroute compile` writes,
-//! Warning Events for risks, and no writes on a second apply.
+//! Every reference scenario, and the broken configurations, against a
+//! real API server and the running operator (local process or in-cluster:
+//! e2e/run.sh local|cluster): the conditions `mailroute check` reports, the
+//! table `mailroute compile` writes, Warning Events for risks (which
+//! `kubectl describe` shows), objects the schema refuses refused by the API
+//! server, and no writes on a second apply.
 
 use e2e::*;
 use routing::table::encode;
@@ -18,9 +20,31 @@ fn self_addresses() -> Vec<String> {
         .collect()
 }
 
-fn scenario(file: &str) -> Objects {
+/// A scenario's objects: those the API server takes, and those it must
+/// refuse (annotated `test.mailroute.io/expect` with the refusal's words).
+fn scenario(file: &str) -> (Objects, Objects) {
     let m = manifests::read(&[repo().join("examples").join(file)]).expect("example readable");
-    m.single(None).expect("one namespace").1
+    let mut objects = m.single(None).expect("one namespace").1;
+    let refused = Objects {
+        address_spaces: take_refused(&mut objects.address_spaces),
+        policies: take_refused(&mut objects.policies),
+        contacts: take_refused(&mut objects.contacts),
+        connectors: take_refused(&mut objects.connectors),
+    };
+    (objects, refused)
+}
+
+const EXPECT: &str = "test.mailroute.io/expect";
+
+fn take_refused<K: kube::Resource>(items: &mut Vec<K>) -> Vec<K> {
+    let (refused, kept) = std::mem::take(items).into_iter().partition(|o| {
+        o.meta()
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(EXPECT))
+    });
+    *items = kept;
+    refused
 }
 
 const SCENARIOS: &[&str] = &[
@@ -29,6 +53,9 @@ const SCENARIOS: &[&str] = &[
     "3-shared-address-space.yaml",
     "4-mail-switch.yaml",
     "5-most-specific.yaml",
+    "broken/rewrite-cycle.yaml",
+    "broken/forwards-to-self.yaml",
+    "broken/conflicts.yaml",
 ];
 
 #[tokio::test]
@@ -37,11 +64,18 @@ const SCENARIOS: &[&str] = &[
     ignore = "needs a Kubernetes cluster and a running operator: e2e/run.sh local|kind"
 )]
 async fn each_scenario_gets_the_conditions_check_reports_and_the_table_compile_writes() {
-    for file in SCENARIOS {
-        let ns = TestNamespace::create(&format!("e2e-s{}", &file[..1]))
-            .await
-            .unwrap();
-        apply(&ns.client, &ns.name, &scenario(file)).await.unwrap();
+    for (i, file) in SCENARIOS.iter().enumerate() {
+        let ns = TestNamespace::create(&format!("e2e-s{i}")).await.unwrap();
+        let (objects, refused) = scenario(file);
+        apply(&ns.client, &ns.name, &objects).await.unwrap();
+        for one in split(&refused) {
+            let error = apply(&ns.client, &ns.name, &one).await.unwrap_err();
+            let expected = refusal_of(&one);
+            assert!(
+                format!("{error:#}").contains(&expected),
+                "{file}: refused, but not with {expected:?}: {error:#}"
+            );
+        }
         let seen = wait_for_status(&ns.client, &ns.name, Duration::from_secs(60))
             .await
             .unwrap();
@@ -134,7 +168,7 @@ async fn each_scenario_gets_the_conditions_check_reports_and_the_table_compile_w
         };
         let before = versions(&seen);
         let tables_before = published;
-        apply(&ns.client, &ns.name, &scenario(file)).await.unwrap();
+        apply(&ns.client, &ns.name, &objects).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let after = statuses(&ns.client, &ns.name).await.unwrap();
         assert_eq!(
@@ -150,4 +184,44 @@ async fn each_scenario_gets_the_conditions_check_reports_and_the_table_compile_w
             "{file}: conditions, table and Events as `mailroute check` / `compile` say; second apply wrote nothing"
         );
     }
+}
+
+/// Each object on its own.
+fn split(o: &Objects) -> Vec<Objects> {
+    let mut out = Vec::new();
+    out.extend(o.address_spaces.iter().map(|x| Objects {
+        address_spaces: vec![x.clone()],
+        ..Objects::default()
+    }));
+    out.extend(o.policies.iter().map(|x| Objects {
+        policies: vec![x.clone()],
+        ..Objects::default()
+    }));
+    out.extend(o.contacts.iter().map(|x| Objects {
+        contacts: vec![x.clone()],
+        ..Objects::default()
+    }));
+    out.extend(o.connectors.iter().map(|x| Objects {
+        connectors: vec![x.clone()],
+        ..Objects::default()
+    }));
+    out
+}
+
+/// The refusal an object's annotation expects.
+fn refusal_of(o: &Objects) -> String {
+    use kube::Resource;
+    let meta = o
+        .address_spaces
+        .first()
+        .map(|x| x.meta())
+        .or(o.policies.first().map(|x| x.meta()))
+        .or(o.contacts.first().map(|x| x.meta()))
+        .or(o.connectors.first().map(|x| x.meta()))
+        .expect("one object");
+    meta.annotations
+        .as_ref()
+        .and_then(|a| a.get(EXPECT))
+        .cloned()
+        .unwrap_or_default()
 }

@@ -248,3 +248,70 @@ async fn observe_until_published(seen: &Mutex<Vec<Recorded>>, port: u16, objects
             .map(|r| (r.method.as_str(), r.path.as_str())),
     );
 }
+
+/// Status writes fail (500), so the namespace sits in a retry backoff when
+/// SIGTERM comes: the operator still stops within seconds and releases its
+/// lease, instead of waiting for the retry until the kubelet kills it and
+/// the standby waits out the lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_pending_retry() {
+    let objects = objects();
+    let mut fake = FakeCluster::default()
+        .with_object(
+            &format!("/api/v1/namespaces/{OWN_NS}/services/relay"),
+            relay_service(),
+        )
+        .refusing("/status", 500);
+    for (plural, list) in lists(&objects) {
+        fake = fake.with_list(plural, list);
+    }
+    let (client, seen) = fake.serve(OWN_NS);
+    let cli = Cli::parse_from([
+        "operator",
+        "--identity=operator-0",
+        "--debounce-ms=50",
+        "--metrics-listen=127.0.0.1:0",
+    ]);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let operator = run_with(client, cli.options, async {
+        let _ = stopped.await;
+    });
+    let status_writes = |seen: &Seen| {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.path.contains("/status"))
+            .count()
+    };
+    let stopping = async {
+        // A failed reconcile, and then its retry a second later: the next
+        // retry is scheduled, two seconds out.
+        while status_writes(&seen) == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let first = status_writes(&seen);
+        while status_writes(&seen) == first {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.send(()).unwrap();
+        std::time::Instant::now()
+    };
+    let (result, asked) = tokio::time::timeout(Duration::from_secs(30), async {
+        tokio::join!(operator, stopping)
+    })
+    .await
+    .expect("the operator stops");
+    result.unwrap();
+    assert!(
+        asked.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        asked.elapsed()
+    );
+    let released = seen.lock().unwrap().iter().rev().any(|r| {
+        r.method == "PATCH"
+            && r.path.contains("/leases/")
+            && r.body["spec"]["holderIdentity"].is_null()
+    });
+    assert!(released, "the lease was not released");
+}

@@ -21,6 +21,8 @@ pub struct FakeCluster {
     lists: BTreeMap<String, Value>,
     /// By the path that reads them (without a query).
     objects: BTreeMap<String, Value>,
+    /// Writes whose path contains the key are answered with this error code.
+    refused: Vec<(String, u16)>,
 }
 
 impl FakeCluster {
@@ -33,6 +35,12 @@ impl FakeCluster {
     /// A GET of `path` answers `object`.
     pub fn with_object(mut self, path: &str, object: Value) -> FakeCluster {
         self.objects.insert(path.to_owned(), object);
+        self
+    }
+
+    /// Every write whose path contains `path_part` fails with `code`.
+    pub fn refusing(mut self, path_part: &str, code: u16) -> FakeCluster {
+        self.refused.push((path_part.to_owned(), code));
         self
     }
 
@@ -59,7 +67,19 @@ impl FakeCluster {
                     open_watches.push(send);
                     continue;
                 }
+                let refusal = self
+                    .refused
+                    .iter()
+                    .find(|(part, _)| method != "GET" && resource.contains(part.as_str()));
                 let (code, answer) = match method.as_str() {
+                    _ if refusal.is_some() => {
+                        let code = refusal.unwrap().1;
+                        (
+                            code,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                      "code": code, "message": "refused by the test"}),
+                        )
+                    }
                     "GET" if resource.contains("/leases/") => leases
                         .get(resource)
                         .map_or((404, not_found()), |l| (200, l.clone())),

@@ -6,6 +6,7 @@
 //! [`leader`] writes. Operations: `/metrics`, `/healthz`, `/readyz`.
 
 pub mod caches;
+pub mod coalesce;
 pub mod health;
 pub mod leader;
 pub mod metrics;
@@ -48,6 +49,10 @@ pub struct Options {
     /// Quiet time after the last change before a namespace is compiled.
     #[arg(long, env = "MAILROUTE_DEBOUNCE_MS", default_value_t = 500)]
     pub debounce_ms: u64,
+    /// A namespace that keeps changing is still compiled at least this long
+    /// after its first change not yet compiled.
+    #[arg(long, env = "MAILROUTE_MAX_DELAY_MS", default_value_t = 2000)]
+    pub max_delay_ms: u64,
     /// The relay's Service (`NAME` in the operator's namespace, or `NAMESPACE/NAME`):
     /// its DNS names and addresses count as the relay itself for ForwardsToSelf.
     #[arg(long, env = "MAILROUTE_RELAY_SERVICE")]
@@ -140,6 +145,9 @@ impl Namespaces {
         w.apply_watcher_event(&watcher::Event::InitDone);
     }
 }
+
+/// How long reconciles in flight may go on after SIGTERM.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the operator against the cluster of the kubeconfig (or the pod's
 /// service account) until SIGTERM.
@@ -255,11 +263,28 @@ pub async fn run_with(
         }
     });
 
-    let queue = queue(changes, all_rx, caches.clone(), namespaces.clone()).take_until(shutdown);
-    let config = Config::default()
-        .debounce(Duration::from_millis(o.debounce_ms))
-        .concurrency(o.concurrency);
-    applier(
+    // Shutdown stops the queue at once. The applier would then still wait
+    // for every requeue it has scheduled (a backoff of minutes), holding
+    // the lease until the kubelet kills the pod; so reconciles in flight get
+    // STOP_GRACE, and whatever is pending is left to the next leader.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopping = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let delays = (
+        Duration::from_millis(o.debounce_ms),
+        Duration::from_millis(o.max_delay_ms.max(o.debounce_ms)),
+    );
+    let queue = queue(changes, delays, all_rx, caches.clone(), namespaces.clone())
+        .take_until(stopping(stop_rx.clone()));
+    // Coalescing happens in the queue (quiet time with a bound); the
+    // applier's own debounce has no bound, so it is not used.
+    let config = Config::default().concurrency(o.concurrency);
+    let reconciling = applier(
         |ns, ctx| Box::pin(reconcile::reconcile(ns, ctx)),
         reconcile::error_policy,
         ctx.clone(),
@@ -271,8 +296,14 @@ pub async fn run_with(
         if let Err(e) = result {
             tracing::debug!(error = %e, "applier");
         }
-    })
-    .await;
+    });
+    tokio::select! {
+        () = reconciling => {}
+        () = async {
+            stopping(stop_rx).await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => tracing::info!("stopped with reconciles pending; the next leader does them"),
+    }
 
     tracing::info!("shutting down: releasing the lease");
     // The lease is released once every holder of the leadership is gone.
@@ -291,14 +322,17 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Every change, and every "reconcile all", as the namespace keys to reconcile.
+/// Every change (coalesced per namespace: quiet time, maximum delay), and
+/// every "reconcile all", as the namespace keys to reconcile.
 fn queue(
     changes: Vec<caches::Changes>,
+    (quiet, max_delay): (Duration, Duration),
     all_rx: mpsc::UnboundedReceiver<()>,
     caches: Caches,
     namespaces: Arc<Namespaces>,
 ) -> impl futures::Stream<Item = Result<ObjectRef<Namespace>, std::convert::Infallible>> {
-    let by_change = futures::stream::select_all(changes).map({
+    let changed = coalesce::coalesce(futures::stream::select_all(changes), quiet, max_delay);
+    let by_change = changed.map({
         let namespaces = namespaces.clone();
         move |ns| vec![namespaces.touch(&ns)]
     });
@@ -435,8 +469,14 @@ mod tests {
                 |_, _, _| kube::runtime::controller::Action::await_change(),
                 Arc::new(()),
                 store,
-                queue(changes, all_rx, Caches::default(), namespaces),
-                Config::default().debounce(Duration::from_millis(500)),
+                queue(
+                    changes,
+                    (Duration::from_millis(500), Duration::from_secs(2)),
+                    all_rx,
+                    Caches::default(),
+                    namespaces,
+                ),
+                Config::default(),
             )
             .for_each(|_| async {}),
         );

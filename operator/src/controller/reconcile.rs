@@ -257,12 +257,14 @@ async fn write_statuses(
     let none = status::Current::default();
     // Computed as they are written, not all at once: at 100k objects the
     // bodies would be a hundred megabytes.
-    let updates = compiled.iter().chain(unreadable_new).filter_map(|r| {
+    let readable = compiled.iter().map(|r| (r, Write::Apply));
+    let unreadable = unreadable_new.map(|r| (r, Write::Merge));
+    let updates = readable.chain(unreadable).filter_map(|(r, how)| {
         let current = snapshot.current.get(&(r.kind, r.name.clone()));
-        status::update(r, current.unwrap_or(&none), &now)
+        status::update(r, current.unwrap_or(&none), &now).map(|u| (u, how))
     });
     let mut writes = futures::stream::iter(updates)
-        .map(|u| write_status(ns, ctx, u))
+        .map(|(u, how)| write_status(ns, ctx, u, how))
         .buffered(ctx.settings.status_concurrency.max(1));
     let mut first_error = None;
     while let Some(result) = writes.next().await {
@@ -278,10 +280,36 @@ async fn write_statuses(
     first_error.map_or(Ok(()), Err)
 }
 
-async fn write_status(ns: &str, ctx: &Context, update: StatusUpdate) -> Result<(), Error> {
+/// How a status is written: by server-side apply, or, for an object that
+/// does not fit its schema (stored before a schema change), by a merge
+/// patch: the API server cannot build the typed object server-side apply
+/// needs (it answers 500), and the status must still say what is wrong.
+#[derive(Clone, Copy)]
+enum Write {
+    Apply,
+    Merge,
+}
+
+async fn write_status(
+    ns: &str,
+    ctx: &Context,
+    update: StatusUpdate,
+    how: Write,
+) -> Result<(), Error> {
     ensure_leader(ctx)?;
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let patch = Patch::Apply(status::apply_body(&update));
+    let (params, patch) = match how {
+        Write::Apply => (
+            PatchParams::apply(FIELD_MANAGER).force(),
+            Patch::Apply(status::apply_body(&update)),
+        ),
+        Write::Merge => (
+            PatchParams {
+                field_manager: Some(FIELD_MANAGER.into()),
+                ..PatchParams::default()
+            },
+            Patch::Merge(serde_json::json!({ "status": update.status })),
+        ),
+    };
     let name = update.name.as_str();
     let what = format!("writing the status of {}/{name} in {ns}", update.kind);
     let api: Api<DynamicObject> =
