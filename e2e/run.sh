@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# mailroute end-to-end suite.
+# mailroute's end-to-end suite (CONTRIBUTING.md, "End to end").
 #
-#   e2e/run.sh local   against the cluster KUBECONFIG points at, with the
-#                      operator and relay run as local processes (needs
-#                      kubectl and cluster-admin rights: it installs the
-#                      CRDs and creates throw-away namespaces).
-#   e2e/run.sh kind    creates a kind cluster (KIND_CLUSTER, default
-#                      mailroute-e2e; kept if it already exists), builds the
-#                      images and loads them, `helm install`s the chart, runs
-#                      the suite against the in-cluster operator and relay
-#                      (mail through the relay Service to sinks in the
-#                      cluster), then checks `helm upgrade` and that
-#                      `helm uninstall` leaves nothing but the CRDs. Needs
-#                      docker, kind, kubectl and helm (3 or 4). On failure the
-#                      pods' logs and the cluster's events land in
-#                      target/e2e-logs/.
+#   e2e/run.sh local     against the cluster KUBECONFIG points at (an API
+#                        server is enough: no pods), with the operator and
+#                        relay run as local processes. Needs kubectl and
+#                        cluster-admin: it installs the CRDs and creates
+#                        throw-away namespaces.
+#   e2e/run.sh cluster   the Helm chart on the cluster KUBECONFIG points at:
+#                        images built and loaded with IMAGE_LOAD, helm
+#                        install, mail through the relay pods, rollouts and
+#                        faults under load, helm upgrade and uninstall. See
+#                        e2e/cluster.sh.
+#   e2e/run.sh kind      creates a kind cluster (KIND_CLUSTER, default
+#                        mailroute-e2e; kept if it exists), then `cluster`
+#                        with kind's image loading. Needs docker and kind.
 #
 # MAILROUTE_E2E_KEEP=1 keeps the test namespaces (and the kind cluster).
 set -euo pipefail
@@ -22,22 +21,23 @@ cd "$(dirname "$0")/.."
 
 mode="${1:-}"
 case "$mode" in
-  local | kind) ;;
-  *) echo "usage: e2e/run.sh local|kind" >&2; exit 2 ;;
+  local | cluster | kind) ;;
+  *) echo "usage: e2e/run.sh local|cluster|kind" >&2; exit 2 ;;
 esac
-for tool in kubectl $([ "$mode" = kind ] && echo docker kind helm); do
+for tool in kubectl curl $([ "$mode" != local ] && echo docker) $([ "$mode" = kind ] && echo kind); do
   command -v "$tool" >/dev/null || { echo "$tool is required" >&2; exit 2; }
 done
 
 if [ "$mode" = kind ]; then
   exec e2e/kind.sh
 fi
-
 kubectl version >/dev/null 2>&1 || { echo "no reachable cluster (KUBECONFIG=${KUBECONFIG:-~/.kube/config})" >&2; exit 2; }
+if [ "$mode" = cluster ]; then
+  exec e2e/cluster.sh
+fi
 
 echo "== building"
-cargo build --release --locked -p operator --bin mailroute
-cargo build --release --locked -p relay --features kube --bin mailroute-relay --example sink
+cargo build --release --locked -p operator --bin mailroute -p relay --bin mailroute-relay --example sink
 target=target/release
 
 echo "== installing the CRDs"
@@ -47,7 +47,7 @@ kubectl wait --for=condition=Established --timeout=60s \
   crd/mailcontacts.mailroute.io crd/smtpconnectors.mailroute.io
 
 log=$(mktemp -t mailroute-operator.XXXXXX.log)
-self_names="relay.e2e.invalid"
+self_names="relay.e2e.invalid,mailroute-relay.mail.svc.cluster.local"
 echo "== starting the operator (log: $log)"
 MAILROUTE_LOG=info "$target/mailroute" operator \
   --leader-elect=false --metrics-listen 127.0.0.1:18080 --self "$self_names" >"$log" 2>&1 &
@@ -70,7 +70,7 @@ echo "== running the suite"
 status=0
 MAILROUTE_E2E=local E2E_SELF="$self_names" \
   E2E_RELAY="$PWD/$target/mailroute-relay" E2E_SINK="$PWD/$target/examples/sink" \
-  cargo test --release --locked -p e2e -- --test-threads=1 --nocapture || status=$?
+  cargo test --locked -p e2e -- --test-threads=1 --nocapture || status=$?
 if [ "$status" -ne 0 ]; then
   echo "== the suite failed; the operator's log:"
   tail -n 200 "$log"

@@ -15,6 +15,9 @@ use std::time::{Duration, Instant};
 /// What `e2e/run.sh cluster` installed, from its environment.
 pub struct Release {
     pub client: Client,
+    /// Without kube's retries: a pod's 503 is an answer here, not a
+    /// transient failure to retry for minutes.
+    pub plain: Client,
     /// The release namespace: the relay serves this namespace's table.
     pub namespace: String,
     pub relay: String,
@@ -28,8 +31,11 @@ pub fn env(var: &str) -> String {
 
 impl Release {
     pub async fn from_env() -> Release {
+        let mut config = kube::Config::infer().await.expect("a kubeconfig");
+        config.default_retry = false;
         Release {
             client: Client::try_default().await.expect("a cluster"),
+            plain: Client::try_from(config).expect("a client"),
             namespace: env("E2E_RELEASE_NAMESPACE"),
             relay: env("E2E_RELAY_SERVICE"),
             operator: env("E2E_OPERATOR_DEPLOYMENT"),
@@ -98,7 +104,7 @@ impl Release {
 
     /// GET on a pod's port through the API server's proxy: (status, body).
     pub async fn pod_get(&self, pod: &str, port: u16, path: &str) -> (u16, String) {
-        pod_get(&self.client, &self.namespace, pod, port, path).await
+        pod_get(&self.plain, &self.namespace, pod, port, path).await
     }
 }
 
@@ -123,6 +129,7 @@ pub fn is_ready(pod: &Pod) -> bool {
 }
 
 /// GET on a pod's port through the API server's proxy: (status, body).
+/// `client` must not retry (Release::plain).
 pub async fn pod_get(client: &Client, ns: &str, pod: &str, port: u16, path: &str) -> (u16, String) {
     let request = http::Request::get(format!(
         "/api/v1/namespaces/{ns}/pods/{pod}:{port}/proxy{path}"

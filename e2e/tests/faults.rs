@@ -449,7 +449,14 @@ async fn a_relay_killed_mid_transaction_never_acknowledged_the_message() {
         .and_then(|c| c.container_id.clone())
         .expect("a container id");
     let id = container.rsplit("://").next().unwrap();
-    let crictl = env("E2E_CRICTL");
+    // E2E_CRICTL reaches the pod's node's runtime; "{node}" is its name
+    // (kind: "docker exec {node} crictl").
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .unwrap_or_default();
+    let crictl = env("E2E_CRICTL").replace("{node}", &node);
     let mut words = crictl.split_whitespace();
     let status = Command::new(words.next().unwrap())
         .args(words)
