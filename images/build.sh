@@ -11,9 +11,22 @@
 # they are there or RUNTIME_IMAGE / BUILD_IMAGE name others, and builds
 # mailroute-operator:TAG, mailroute-relay:TAG and mailroute-sink:TAG with
 # BINARIES=prebuilt. It prints each image's size.
+#
+# On any other host (its glibc may be newer than the runtime's), it builds
+# the way a release does instead: compiling in the Dockerfile's Rust image
+# on the default bases, which needs their registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-dev}
+if ! grep -qs '^12\.' /etc/debian_version; then
+  echo "== not Debian bookworm: compiling in the Dockerfile's build image"
+  for target in operator relay sink; do
+    docker build -q --target "$target" -t "mailroute-$target:$tag" . >/dev/null
+    docker image inspect -f "{{index .RepoTags 0}} {{.Size}}" "mailroute-$target:$tag" |
+      awk '{printf "%s: %.1f MB\n", $1, $2 / 1e6}'
+  done
+  exit 0
+fi
 runtime=${RUNTIME_IMAGE:-mailroute-base:bookworm}
 stage=${BUILD_IMAGE:-mailroute-stage:bookworm}
 if ! docker image inspect "$runtime" "$stage" >/dev/null 2>&1; then
