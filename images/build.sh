@@ -18,6 +18,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tag=${1:-dev}
+if ! docker info >/dev/null 2>&1; then
+  echo "images/build.sh: no Docker daemon answers (docker info); start one first" >&2
+  echo "  (Debian: apt-get install docker.io; on the test kit: ../shared/kube/dockerd.sh start)" >&2
+  exit 1
+fi
 if ! grep -qs '^12\.' /etc/debian_version; then
   echo "== not Debian bookworm: compiling in the Dockerfile's build image"
   for target in operator relay sink; do

@@ -295,6 +295,19 @@ pub async fn sinks_and_routing(release: &Release) -> crate::TestNamespace {
     sinks
 }
 
+/// Points e2e-ann at sink b (the routing set points it at sink a).
+pub async fn move_ann_to_b(release: &Release) {
+    crate::retarget_contact(
+        &release.client,
+        &release.namespace,
+        "e2e-ann",
+        "ann@b.example.test",
+        &["ann@example.test"],
+    )
+    .await
+    .unwrap();
+}
+
 /// The published table's version (its manifest's content hash).
 pub async fn published_version(release: &Release) -> String {
     let files = crate::published_files(&release.client, &release.namespace)

@@ -356,6 +356,48 @@ impl Drop for Process {
     }
 }
 
+/// A plain SMTP client: one command, one (last line of its) reply.
+pub struct Smtp {
+    r: BufReader<tokio::net::tcp::OwnedReadHalf>,
+    w: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl Smtp {
+    /// Connects and reads the greeting.
+    pub async fn connect(addr: &str) -> Result<(Smtp, String)> {
+        let (r, w) = TcpStream::connect(addr).await?.into_split();
+        let mut s = Smtp {
+            r: BufReader::new(r),
+            w,
+        };
+        let greeting = s.reply().await?;
+        Ok((s, greeting))
+    }
+
+    /// Sends `line` (CRLF added) and reads the reply.
+    pub async fn command(&mut self, line: &str) -> Result<String> {
+        self.w.write_all(format!("{line}\r\n").as_bytes()).await?;
+        self.reply().await
+    }
+
+    /// Sends raw bytes, no reply read (message data).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<()> {
+        Ok(self.w.write_all(bytes).await?)
+    }
+
+    pub async fn reply(&mut self) -> Result<String> {
+        loop {
+            let mut line = String::new();
+            if self.r.read_line(&mut line).await? == 0 {
+                bail!("connection closed");
+            }
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return Ok(line.trim_end().to_owned());
+            }
+        }
+    }
+}
+
 /// Sends one message; returns the reply to RCPT and, when accepted, to the final dot.
 pub async fn send(
     relay: &str,
@@ -363,43 +405,19 @@ pub async fn send(
     to: &str,
     subject: &str,
 ) -> Result<(String, Option<String>)> {
-    let stream = TcpStream::connect(relay).await?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<String> {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            if r.read_line(&mut line).await? == 0 {
-                bail!("connection closed");
-            }
-            all.push_str(&line);
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(all.trim_end().to_owned());
-            }
-        }
-    }
-    reply(&mut r).await?;
-    w.write_all(b"EHLO e2e.test\r\n").await?;
-    reply(&mut r).await?;
-    w.write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
-        .await?;
-    reply(&mut r).await?;
-    w.write_all(format!("RCPT TO:<{to}>\r\n").as_bytes())
-        .await?;
-    let rcpt = reply(&mut r).await?;
+    let (mut smtp, _) = Smtp::connect(relay).await?;
+    smtp.command("EHLO e2e.test").await?;
+    smtp.command(&format!("MAIL FROM:<{from}>")).await?;
+    let rcpt = smtp.command(&format!("RCPT TO:<{to}>")).await?;
     if !rcpt.starts_with('2') {
-        w.write_all(b"QUIT\r\n").await?;
+        smtp.command("QUIT").await?;
         return Ok((rcpt, None));
     }
-    w.write_all(b"DATA\r\n").await?;
-    reply(&mut r).await?;
-    w.write_all(
-        format!("Subject: {subject}\r\nFrom: <{from}>\r\n\r\nmailroute e2e\r\n.\r\n").as_bytes(),
-    )
-    .await?;
-    let done = reply(&mut r).await?;
-    w.write_all(b"QUIT\r\n").await?;
+    smtp.command("DATA").await?;
+    let body = format!("Subject: {subject}\r\nFrom: <{from}>\r\n\r\nmailroute e2e\r\n.\r\n");
+    smtp.send_raw(body.as_bytes()).await?;
+    let done = smtp.reply().await?;
+    smtp.command("QUIT").await?;
     Ok((rcpt, Some(done)))
 }
 
@@ -428,33 +446,15 @@ pub fn kubectl(args: &[&str]) -> String {
 
 /// The reply to each RCPT of one transaction (then RSET and QUIT).
 pub async fn rcpt_replies(relay: &str, from: &str, to: &[&str]) -> Result<Vec<String>> {
-    let stream = TcpStream::connect(relay).await?;
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
-    let mut reply = async |r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>| -> Result<String> {
-        loop {
-            line.clear();
-            if r.read_line(&mut line).await? == 0 {
-                bail!("connection closed");
-            }
-            if line.as_bytes().get(3) != Some(&b'-') {
-                return Ok(line.trim_end().to_owned());
-            }
-        }
-    };
-    reply(&mut r).await?;
-    w.write_all(b"EHLO e2e.test\r\n").await?;
-    reply(&mut r).await?;
-    w.write_all(format!("MAIL FROM:<{from}>\r\n").as_bytes())
-        .await?;
-    reply(&mut r).await?;
+    let (mut smtp, _) = Smtp::connect(relay).await?;
+    smtp.command("EHLO e2e.test").await?;
+    smtp.command(&format!("MAIL FROM:<{from}>")).await?;
     let mut replies = Vec::new();
     for t in to {
-        w.write_all(format!("RCPT TO:<{t}>\r\n").as_bytes()).await?;
-        replies.push(reply(&mut r).await?);
+        replies.push(smtp.command(&format!("RCPT TO:<{t}>")).await?);
     }
-    w.write_all(b"RSET\r\nQUIT\r\n").await?;
+    smtp.command("RSET").await?;
+    smtp.command("QUIT").await?;
     Ok(replies)
 }
 

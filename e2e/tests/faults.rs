@@ -14,7 +14,6 @@ use serde_json::json;
 use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 /// Where the published table sends `address` now (its rewritten recipient).
 async fn routed_to(release: &Release, address: &str) -> Option<String> {
@@ -132,15 +131,7 @@ async fn an_operator_whose_rbac_is_cut_says_so_and_recovers_when_it_returns() {
         .unwrap();
 
     let cut = Instant::now();
-    retarget_contact(
-        &release.client,
-        &release.namespace,
-        "e2e-ann",
-        "ann@b.example.test",
-        &["ann@example.test"],
-    )
-    .await
-    .unwrap();
+    move_ann_to_b(&release).await;
     let leader = release.leader().await.unwrap();
     let readyz = loop {
         let (code, body) = release.pod_get(&leader, 8080, "/readyz").await;
@@ -293,15 +284,7 @@ async fn an_object_the_operator_cannot_read_never_stops_the_others() {
     .unwrap();
 
     // The others go on: a change to ann is published and routed.
-    retarget_contact(
-        &release.client,
-        &release.namespace,
-        "e2e-ann",
-        "ann@b.example.test",
-        &["ann@example.test"],
-    )
-    .await
-    .unwrap();
+    move_ann_to_b(&release).await;
     let start = Instant::now();
     while routed_to(&release, "ann@example.test").await.as_deref() != Some("ann@b.example.test") {
         assert!(
@@ -412,30 +395,18 @@ async fn a_relay_killed_mid_transaction_never_acknowledged_the_message() {
         .find(is_ready)
         .unwrap();
     let (port, _forward) = port_forward(&release.namespace, &pod.name_any(), 2525);
-    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let (r, mut w) = stream.into_split();
-    let mut r = BufReader::new(r);
-    let mut line = String::new();
+    let (mut smtp, greeting) = Smtp::connect(&format!("127.0.0.1:{port}")).await.unwrap();
+    assert!(greeting.starts_with("220"), "{greeting}");
     for command in [
-        "",
-        "EHLO kill.e2e.test\r\n",
-        "MAIL FROM:<kill@e2e.test>\r\n",
-        "RCPT TO:<ann@example.test>\r\n",
-        "DATA\r\n",
+        "EHLO kill.e2e.test",
+        "MAIL FROM:<kill@e2e.test>",
+        "RCPT TO:<ann@example.test>",
+        "DATA",
     ] {
-        w.write_all(command.as_bytes()).await.unwrap();
-        loop {
-            line.clear();
-            r.read_line(&mut line).await.unwrap();
-            if line.as_bytes().get(3) != Some(&b'-') {
-                break;
-            }
-        }
-        assert!(matches!(&line[..1], "2" | "3"), "{command:?}: {line}");
+        let reply = smtp.command(command).await.unwrap();
+        assert!(matches!(&reply[..1], "2" | "3"), "{command}: {reply}");
     }
-    w.write_all(b"Subject: killed-mid-data\r\n\r\nhalf of the message\r\n")
+    smtp.send_raw(b"Subject: killed-mid-data\r\n\r\nhalf of the message\r\n")
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -466,12 +437,11 @@ async fn a_relay_killed_mid_transaction_never_acknowledged_the_message() {
         .unwrap();
     assert!(status.success(), "{crictl} stop --timeout 0 {id}");
     // The final dot, after the kill: there is nobody to say 250 to it.
-    let _ = w.write_all(b".\r\n").await;
-    let mut rest = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), r.read_to_string(&mut rest)).await;
+    let _ = smtp.send_raw(b".\r\n").await;
+    let answer = tokio::time::timeout(Duration::from_secs(10), smtp.reply()).await;
     assert!(
-        !rest.contains("250"),
-        "a killed relay acknowledged the message: {rest:?}"
+        !matches!(&answer, Ok(Ok(reply)) if reply.starts_with("250")),
+        "a killed relay acknowledged the message: {answer:?}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(

@@ -240,15 +240,7 @@ async fn a_change_reaches_every_relay_pod_and_mail_follows_it() {
         .collect();
 
     let changed = Instant::now();
-    retarget_contact(
-        &release.client,
-        &release.namespace,
-        "e2e-ann",
-        "ann@b.example.test",
-        &["ann@example.test"],
-    )
-    .await
-    .unwrap();
+    move_ann_to_b(&release).await;
     let (published, version) = loop {
         let v = published_version(&release).await;
         if v != before {
