@@ -77,7 +77,7 @@ smtp-sink "${sink_user[@]}" 127.0.0.1:$SINK 1024 & pids+=($!)
 echo "== mailroute-relay on :$RELAY"
 ./target/release/mailroute-relay --listen 127.0.0.1:$RELAY --metrics-listen 127.0.0.1:$METRICS \
   --hostname relay.bench --relay-networks 127.0.0.0/8 --table "$WORK/table" \
-  --max-connections-per-client 1000 >"$WORK/relay.log" 2>&1 & RELAY_PID=$!; pids+=($RELAY_PID)
+  --max-connections-per-client 1000 >"$WORK/relay.log" 2>&1 & RELAY_PID=$!; pids+=("$RELAY_PID")
 
 echo "== Postfix on :$POSTFIX (its default settings, virtual_alias_maps + transport_maps)"
 mkdir -p "$WORK/pf/conf" "$WORK/pf/queue" "$WORK/pf/data"

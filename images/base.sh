@@ -24,7 +24,7 @@ for deb in "$work"/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
 # What ca-certificates' postinst would make: one bundle of every trusted CA.
 find "$root/usr/share/ca-certificates" -name '*.crt' -print0 | sort -z |
   xargs -0 cat >"$root/etc/ssl/certs/ca-certificates.crt"
-rm -rf "$root"/usr/share/{doc,man,lintian,locale} "$root"/usr/sbin "$root"/etc/ca-certificates* "$root"/var
+rm -rf "$root"/usr/share/{doc,man,lintian,locale} "$root"/usr/sbin "$root"/etc/ca-certificates* "${root:?}"/var
 cat >"$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/sbin/nologin
 nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin

@@ -43,9 +43,8 @@ mkdir -p target/image-bin
 for bin in mailroute mailroute-relay examples/sink; do
   objcopy --strip-debug "target/release/$bin" "target/image-bin/$(basename "$bin")"
 done
-# The classic builder where buildx is missing (Debian's docker.io): the Dockerfile needs no BuildKit.
-buildkit=0
-docker buildx version >/dev/null 2>&1 && buildkit=1
+# The classic builder (DOCKER_BUILDKIT=0) unless told otherwise: Debian's
+# docker.io has no buildx, and the Dockerfile needs no BuildKit.
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 for target in operator relay sink; do
   echo "== docker build --target $target -t mailroute-$target:$tag"
