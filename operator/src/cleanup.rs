@@ -1,11 +1,13 @@
 //! `mailroute cleanup`: removes what the operator created and Helm does not
-//! know about — the published tables' ConfigMaps and the leader Lease — so
+//! know about — the published tables' ConfigMaps, their RoutingTables and
+//! the leader Lease — so
 //! `helm uninstall` (which runs it as a post-delete hook, after the operator
 //! is gone) leaves nothing behind but the CRDs and the user's own objects.
 
 use crate::delete_if_present as delete;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
+use routing::crd::RoutingTable;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
 use routing::table::configmaps::table_selector;
@@ -26,29 +28,14 @@ pub struct Options {
     pub lease_namespace: Option<String>,
 }
 
-/// Deletes the table ConfigMaps and the Lease; returns what was deleted as
+/// Deletes the table ConfigMaps, the RoutingTables and the Lease; returns what was deleted as
 /// `namespace/Kind/name`, in the order it was deleted. Missing objects are
 /// not errors: a second run deletes nothing.
 pub async fn run(client: Client, o: &Options) -> kube::Result<Vec<String>> {
     let mut deleted = Vec::new();
-    let lists: Vec<Api<ConfigMap>> = if o.namespaces.is_empty() {
-        vec![Api::all(client.clone())]
-    } else {
-        o.namespaces
-            .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
-            .collect()
-    };
     let selector = ListParams::default().labels(&table_selector(&o.table_name));
-    for api in lists {
-        for cm in api.list(&selector).await? {
-            let ns = cm.namespace().unwrap_or_default();
-            let name = cm.name_any();
-            if delete(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &name).await? {
-                deleted.push(format!("{ns}/ConfigMap/{name}"));
-            }
-        }
-    }
+    delete_listed::<ConfigMap>(&client, o, &selector, &mut deleted).await?;
+    delete_listed::<RoutingTable>(&client, o, &selector, &mut deleted).await?;
     let lease_ns = o
         .lease_namespace
         .clone()
@@ -57,4 +44,37 @@ pub async fn run(client: Client, o: &Options) -> kube::Result<Vec<String>> {
         deleted.push(format!("{lease_ns}/Lease/{}", o.lease_name));
     }
     Ok(deleted)
+}
+
+/// Deletes every object of kind `K` the selector lists in the namespaces.
+async fn delete_listed<K>(
+    client: &Client,
+    o: &Options,
+    selector: &ListParams,
+    deleted: &mut Vec<String>,
+) -> kube::Result<()>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let lists: Vec<Api<K>> = if o.namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        o.namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    for api in lists {
+        for object in api.list(selector).await? {
+            let ns = object.namespace().unwrap_or_default();
+            let name = object.name_any();
+            if delete(&Api::<K>::namespaced(client.clone(), &ns), &name).await? {
+                deleted.push(format!("{ns}/{}/{name}", K::kind(&())));
+            }
+        }
+    }
+    Ok(())
 }

@@ -42,14 +42,19 @@ fn assert_granted(seen: &[(String, String)]) {
     .assert_allows(seen.iter().map(|(m, p)| (m.as_str(), p.as_str())));
 }
 
+fn drain(watched: caches::Watched) {
+    let all = watched.compile.into_iter().chain(watched.propagation);
+    tokio::spawn(futures::stream::select_all(all).for_each(|_| async {}));
+}
+
 #[tokio::test]
 async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
     let (client, seen) = empty_cluster();
-    let (_caches, changes) = caches::watch(&client, &[], Default::default());
-    tokio::spawn(futures::stream::select_all(changes).for_each(|_| async {}));
+    let (_caches, watched) = caches::watch(&client, &[], Some("mailroute"), Default::default());
+    drain(watched);
     let watches =
         |s: &[(String, String)]| s.iter().filter(|(_, p)| p.contains("watch=true")).count();
-    until(&seen, |s| watches(s) == 5).await;
+    until(&seen, |s| watches(s) == 7).await;
     let seen = requests(&seen);
     assert_granted(&seen);
 
@@ -65,14 +70,25 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
             "addressspaces",
             "configmaps",
             "mailcontacts",
+            "pods",
             "recipientpolicies",
+            "routingtables",
             "smtpconnectors"
         ]
     );
     let managed = "labelSelector=app.kubernetes.io%2Fmanaged-by%3Dmailroute";
     for (method, path) in &seen {
         assert_eq!(method, "GET");
-        if path.contains("/configmaps") {
+        if path.contains("/pods") {
+            // Only the relay pods, only in the relay namespace.
+            assert!(
+                path.starts_with("/api/v1/namespaces/mailroute/pods?")
+                    && path.contains("labelSelector=mailroute.io%2Ftable-namespace"),
+                "{path}"
+            );
+        } else if path.contains("/configmaps") || path.contains("/routingtables") {
+            let path = path.replace("/apis/mailroute.io/v1alpha1/", "/api/v1/");
+            let path = path.replace("/routingtables", "/configmaps");
             assert!(
                 path.starts_with("/api/v1/configmaps?") && path.contains(managed),
                 "{path}"
@@ -86,10 +102,11 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
 #[tokio::test]
 async fn watched_namespaces_are_listed_one_by_one() {
     let (client, seen) = empty_cluster();
-    let (_caches, changes) = caches::watch(&client, &["a".into(), "b".into()], Default::default());
-    tokio::spawn(futures::stream::select_all(changes).for_each(|_| async {}));
+    let (_caches, watched) =
+        caches::watch(&client, &["a".into(), "b".into()], None, Default::default());
+    drain(watched);
     until(&seen, |s| {
-        s.iter().filter(|(_, p)| p.contains("watch=true")).count() == 10
+        s.iter().filter(|(_, p)| p.contains("watch=true")).count() == 12
     })
     .await;
     let seen = requests(&seen);

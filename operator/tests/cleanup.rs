@@ -1,5 +1,6 @@
 //! `mailroute cleanup` (the chart's post-delete hook) against a mocked API
-//! server: exactly the table's labelled ConfigMaps and the Lease are deleted,
+//! server: exactly the table's labelled ConfigMaps, its RoutingTables and
+//! the Lease are deleted,
 //! and the chart's hook RBAC allows every request.
 
 use operator::cleanup::{Options, run};
@@ -15,6 +16,17 @@ fn configmap_list(items: &[(&str, &str)]) -> Value {
         "items": items.iter().map(|(ns, name)| json!({
             "apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": name, "namespace": ns}
+        })).collect::<Vec<_>>()
+    })
+}
+
+fn routing_table_list(items: &[(&str, &str)]) -> Value {
+    json!({
+        "apiVersion": "mailroute.io/v1alpha1", "kind": "RoutingTableList", "metadata": {},
+        "items": items.iter().map(|(ns, name)| json!({
+            "apiVersion": "mailroute.io/v1alpha1", "kind": "RoutingTable",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"configMapName": name}
         })).collect::<Vec<_>>()
     })
 }
@@ -35,7 +47,7 @@ fn requests(seen: &[Recorded]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn deletes_every_labelled_table_configmap_in_all_namespaces_then_the_lease() {
+async fn deletes_every_labelled_table_configmap_and_routing_table_then_the_lease() {
     let (client, server) = mock_api(
         Box::new(|i, _| match i {
             0 => (
@@ -46,6 +58,7 @@ async fn deletes_every_labelled_table_configmap_in_all_namespaces_then_the_lease
                     ("b", "mailroute-table"),
                 ]),
             ),
+            4 => (200, routing_table_list(&[("a", "mailroute-table")])),
             _ => (200, Value::Null),
         }),
         "mailroute",
@@ -57,6 +70,7 @@ async fn deletes_every_labelled_table_configmap_in_all_namespaces_then_the_lease
             "a/ConfigMap/mailroute-table-shard-000",
             "a/ConfigMap/mailroute-table",
             "b/ConfigMap/mailroute-table",
+            "a/RoutingTable/mailroute-table",
             "mailroute/Lease/mailroute-operator",
         ]
     );
@@ -76,6 +90,8 @@ async fn deletes_every_labelled_table_configmap_in_all_namespaces_then_the_lease
             "DELETE /api/v1/namespaces/a/configmaps/mailroute-table-shard-000?".into(),
             "DELETE /api/v1/namespaces/a/configmaps/mailroute-table?".into(),
             "DELETE /api/v1/namespaces/b/configmaps/mailroute-table?".into(),
+            format!("GET /apis/mailroute.io/v1alpha1/routingtables?&labelSelector={SELECTOR}"),
+            "DELETE /apis/mailroute.io/v1alpha1/namespaces/a/routingtables/mailroute-table?".into(),
             "DELETE /apis/coordination.k8s.io/v1/namespaces/mailroute/leases/mailroute-operator?"
                 .into(),
         ]
@@ -92,6 +108,7 @@ async fn only_the_listed_namespaces_and_nothing_left_is_not_an_error() {
             // Gone between the list and the delete (another run got it).
             1 => (404, not_found.clone()),
             2 => (200, configmap_list(&[])),
+            3 | 4 => (200, routing_table_list(&[])),
             _ => (404, not_found.clone()),
         }),
         "mailroute",
@@ -106,6 +123,12 @@ async fn only_the_listed_namespaces_and_nothing_left_is_not_an_error() {
             format!("GET /api/v1/namespaces/x/configmaps?&labelSelector={SELECTOR}"),
             "DELETE /api/v1/namespaces/x/configmaps/mailroute-table?".into(),
             format!("GET /api/v1/namespaces/y/configmaps?&labelSelector={SELECTOR}"),
+            format!(
+                "GET /apis/mailroute.io/v1alpha1/namespaces/x/routingtables?&labelSelector={SELECTOR}"
+            ),
+            format!(
+                "GET /apis/mailroute.io/v1alpha1/namespaces/y/routingtables?&labelSelector={SELECTOR}"
+            ),
             "DELETE /apis/coordination.k8s.io/v1/namespaces/ops/leases/mailroute-operator?".into(),
         ]
     );

@@ -593,6 +593,6 @@ fn crds_directory_and_the_charts_match_the_code() {
     }
     assert_eq!(
         generated.matches("kind: CustomResourceDefinition").count(),
-        4
+        5
     );
 }

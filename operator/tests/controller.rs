@@ -58,6 +58,7 @@ impl Cluster {
                 contacts: vec![s3],
                 connectors: vec![s4],
                 tables: vec![s5],
+                ..Caches::default()
             },
             spaces,
             policies,

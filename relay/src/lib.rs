@@ -9,6 +9,8 @@
 
 #[cfg(feature = "kube")]
 pub mod configmap;
+#[cfg(feature = "kube")]
+pub mod report;
 pub mod data;
 pub mod downstream;
 pub mod http;

@@ -143,6 +143,18 @@ struct Options {
     /// balancer that sends one; the port must not be reachable otherwise).
     #[arg(long, env = "MAILROUTE_PROXY_PROTOCOL")]
     proxy_protocol: bool,
+    /// Report which table this relay serves in the RoutingTable
+    /// `NAMESPACE/NAME` (the operator's --table-name in the table's
+    /// namespace), as pod --pod-name, whenever that changes. Needs the
+    /// `kube` cargo feature.
+    #[arg(long, env = "MAILROUTE_REPORT_TO", value_name = "NAMESPACE/NAME", requires = "pod_name")]
+    report_to: Option<String>,
+    /// This relay's pod name (the downward API's metadata.name).
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+    /// This relay's pod namespace (metadata.namespace).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pod_namespace: Option<String>,
     /// Port of MX hosts (25; another value only makes sense for tests).
     #[arg(long, env = "MAILROUTE_MX_PORT", default_value_t = 25)]
     mx_port: u16,
@@ -228,6 +240,14 @@ fn run(o: Options) -> anyhow::Result<()> {
         } else if let Some(name) = o.source.configmap {
             watch_configmap(name, o.namespace, tables.clone()).await?;
         }
+        if let Some(to) = o.report_to {
+            let (namespace, table) = to
+                .split_once('/')
+                .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+                .ok_or_else(|| anyhow::anyhow!("--report-to {to}: expected NAMESPACE/NAME"))?;
+            let pod = o.pod_name.unwrap_or_default();
+            report_served(namespace, table, pod, o.pod_namespace, &tables).await?;
+        }
         let tls = match (o.tls_cert, o.tls_key) {
             (Some(cert), Some(key)) => {
                 let tls = relay::tls::Tls::new(cert, key).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
@@ -277,5 +297,40 @@ async fn watch_configmap(name: String, _: Option<String>, _: Arc<Tables>) -> any
     anyhow::bail!(
         "--configmap {name}: this mailroute-relay was built without the `kube` cargo feature \
          (it is on by default; rebuild without --no-default-features), so it cannot read the Kubernetes API"
+    )
+}
+
+#[cfg(feature = "kube")]
+async fn report_served(
+    namespace: &str,
+    table: &str,
+    pod: String,
+    pod_namespace: Option<String>,
+    tables: &Tables,
+) -> anyhow::Result<()> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("--report-to {namespace}/{table}: no Kubernetes API: {e}"))?;
+    let reporter = relay::report::Reporter {
+        namespace: namespace.to_owned(),
+        table: table.to_owned(),
+        pod,
+        pod_namespace,
+    };
+    tracing::info!(routing_table = %format!("{namespace}/{table}"), pod = %reporter.pod, "reporting the table served");
+    tokio::spawn(relay::report::run(client, reporter, tables.served()));
+    Ok(())
+}
+
+#[cfg(not(feature = "kube"))]
+async fn report_served(
+    namespace: &str,
+    table: &str,
+    _: String,
+    _: Option<String>,
+    _: &Tables,
+) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "--report-to {namespace}/{table}: this mailroute-relay was built without the `kube` cargo feature"
     )
 }

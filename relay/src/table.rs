@@ -26,10 +26,20 @@ pub struct Loaded {
     pub version: String,
 }
 
+/// What this relay serves, for whoever reports it (`--report-to`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Served {
+    /// The version of the table in use, and when it was loaded.
+    pub version: Option<String>,
+    pub loaded_at: Option<SystemTime>,
+    /// Why the last table tried was refused; None after a good load.
+    pub refused: Option<String>,
+}
+
 /// The current table and what happened to the reloads.
-#[derive(Default)]
 pub struct Tables {
     current: ArcSwapOption<Loaded>,
+    served: tokio::sync::watch::Sender<Served>,
     pub reloads_ok: AtomicU64,
     pub reloads_failed: AtomicU64,
     /// Unix seconds of the last reload attempt, and whether it succeeded.
@@ -37,14 +47,48 @@ pub struct Tables {
     pub last_reload_ok: AtomicU64,
 }
 
+impl Default for Tables {
+    fn default() -> Self {
+        Tables {
+            current: ArcSwapOption::empty(),
+            served: tokio::sync::watch::Sender::new(Served::default()),
+            reloads_ok: AtomicU64::default(),
+            reloads_failed: AtomicU64::default(),
+            last_reload_unix: AtomicU64::default(),
+            last_reload_ok: AtomicU64::default(),
+        }
+    }
+}
+
 impl Tables {
+    /// Follows what this relay serves: a new value on each load or refusal
+    /// that changes it.
+    pub fn served(&self) -> tokio::sync::watch::Receiver<Served> {
+        self.served.subscribe()
+    }
+
     pub fn current(&self) -> Option<Arc<Loaded>> {
         self.current.load_full()
     }
 
     /// Installs a table directly (in-process use and tests).
     pub fn set(&self, table: Loaded) {
+        self.serve(&table.version);
         self.current.store(Some(Arc::new(table)));
+    }
+
+    fn serve(&self, version: &str) {
+        self.served.send_if_modified(|s| {
+            let same = s.version.as_deref() == Some(version) && s.refused.is_none();
+            if !same {
+                *s = Served {
+                    version: Some(version.to_owned()),
+                    loaded_at: Some(SystemTime::now()),
+                    refused: None,
+                };
+            }
+            !same
+        });
     }
 
     pub fn record(&self, result: &Result<Arc<Loaded>, String>) {
@@ -55,11 +99,17 @@ impl Tables {
         self.last_reload_unix.store(now, Ordering::Relaxed);
         match result {
             Ok(t) => {
+                self.serve(&t.version);
                 self.current.store(Some(t.clone()));
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 self.last_reload_ok.store(1, Ordering::Relaxed);
             }
-            Err(_) => {
+            Err(why) => {
+                self.served.send_if_modified(|s| {
+                    let changed = s.refused.as_ref() != Some(why);
+                    s.refused = Some(why.clone());
+                    changed
+                });
                 self.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 self.last_reload_ok.store(0, Ordering::Relaxed);
             }

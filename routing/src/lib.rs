@@ -10,6 +10,7 @@ pub mod compile;
 pub mod crd;
 pub mod fixtures;
 pub mod pattern;
+pub mod propagation;
 pub mod report;
 pub mod resolve;
 pub mod selector;

@@ -139,10 +139,26 @@ fn every_kind_has_status_columns_short_name_and_category() {
             .iter()
             .map(|c| c.name.as_str())
             .collect();
-        for needed in ["Ready", "LoopRisk", "Conflict", "Age"] {
-            assert!(cols.contains(&needed), "{}: {cols:?}", names.kind);
+        let needed: &[&str] = if names.kind == "RoutingTable" {
+            &["Generation", "Relays", "Problems", "Age"]
+        } else {
+            &["Ready", "LoopRisk", "Conflict", "Age"]
+        };
+        for needed in needed {
+            assert!(cols.contains(needed), "{}: {cols:?}", names.kind);
         }
     }
+}
+
+/// Each relay pod owns its own entry of `status.relays` by server-side
+/// apply: that needs a list map keyed by pod.
+#[test]
+fn the_relays_list_is_a_map_keyed_by_pod() {
+    let s = schema::<routing::crd::RoutingTable>();
+    let relays = property(&s, &["status", "relays"]);
+    assert_eq!(relays["x-kubernetes-list-type"], "map");
+    assert_eq!(relays["x-kubernetes-list-map-keys"], json!(["pod"]));
+    assert_eq!(relays["items"]["required"], json!(["pod"]));
 }
 
 /// The API server evaluates patterns with RE2; these patterns use only the

@@ -8,14 +8,16 @@ use super::health::Health;
 use super::publish::{TABLE_LABEL, managed_selector};
 use super::status::Current;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use routing::crd::{
-    AddressSpace, Kind, MailContact, MailContactStatus, RecipientPolicy, SmtpConnector,
+    AddressSpace, Kind, MailContact, MailContactStatus, RecipientPolicy, RoutingTable,
+    SmtpConnector,
 };
+use routing::propagation::RelayPod;
 use routing::{ObjectReport, Objects};
 use serde::de::DeserializeOwned;
 use std::collections::HashMap;
@@ -32,7 +34,14 @@ pub struct Caches {
     pub contacts: Vec<Store<Guarded<MailContact>>>,
     pub connectors: Vec<Store<Guarded<SmtpConnector>>>,
     pub tables: Vec<Store<ConfigMap>>,
+    pub routing_tables: Vec<Store<RoutingTable>>,
+    /// The relay pods, when the operator is told where they run
+    /// (`--relay-namespace`); None: every relay that reports counts.
+    pub relay_pods: Option<Store<Pod>>,
 }
+
+/// The label on a relay pod naming the namespace whose table it serves.
+pub const RELAY_TABLE_NAMESPACE_LABEL: &str = "mailroute.io/table-namespace";
 
 /// One namespace as the reconciler sees it.
 #[derive(Default)]
@@ -101,6 +110,32 @@ impl Caches {
             .collect()
     }
 
+    /// The namespace's RoutingTable as the cache has it.
+    pub fn routing_table(&self, namespace: &str, name: &str) -> Option<RoutingTable> {
+        self.routing_tables
+            .iter()
+            .flat_map(Store::state)
+            .find(|t| t.namespace().as_deref() == Some(namespace) && t.name_any() == name)
+            .map(|t| t.as_ref().clone())
+    }
+
+    /// The relay pods that serve `namespace`'s table, Ready or not.
+    pub fn relay_pods(&self, namespace: &str) -> Option<Vec<RelayPod>> {
+        let store = self.relay_pods.as_ref()?;
+        let mut pods: Vec<RelayPod> = store
+            .state()
+            .iter()
+            .filter(|p| relay_pod_table(p).as_deref() == Some(namespace))
+            .map(|p| RelayPod {
+                namespace: p.namespace().unwrap_or_default(),
+                name: p.name_any(),
+                ready: is_ready(p),
+            })
+            .collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Some(pods)
+    }
+
     /// Every namespace that holds any mailroute object or managed ConfigMap.
     pub fn namespaces(&self) -> Vec<String> {
         let mut all: Vec<String> = Vec::new();
@@ -132,7 +167,25 @@ impl Caches {
         ready(&self.contacts).await;
         ready(&self.connectors).await;
         ready(&self.tables).await;
+        ready(&self.routing_tables).await;
+        if let Some(pods) = &self.relay_pods {
+            let _ = pods.wait_until_ready().await;
+        }
     }
+}
+
+fn relay_pod_table(pod: &Pod) -> Option<String> {
+    pod.labels().get(RELAY_TABLE_NAMESPACE_LABEL).cloned()
+}
+
+/// Ready, and not on its way out.
+fn is_ready(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_none()
+        && pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 async fn ready<K: Resource + Clone>(stores: &[Store<K>])
@@ -213,6 +266,7 @@ fn reflect<K>(
     apis: Vec<Api<K>>,
     config: &watcher::Config,
     health: &Arc<Health>,
+    key: fn(&K) -> Option<String>,
 ) -> (Vec<Store<K>>, Vec<Changes>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -241,7 +295,7 @@ where
                     match event {
                         watcher::Event::Apply(o)
                         | watcher::Event::Delete(o)
-                        | watcher::Event::InitApply(o) => o.namespace(),
+                        | watcher::Event::InitApply(o) => key(&o),
                         _ => None,
                     }
                 }
@@ -259,27 +313,56 @@ where
     (stores, changes)
 }
 
+/// What the caches report changed: namespaces to compile, and namespaces
+/// whose RoutingTable may need writing (relay reports, relay pods).
+pub struct Watched {
+    pub compile: Vec<Changes>,
+    pub propagation: Vec<Changes>,
+}
+
+fn namespace_of<K: Resource>(o: &K) -> Option<String> {
+    o.namespace()
+}
+
 /// Starts watching everything the operator needs; a failing watch is a
-/// problem in `health` until it works again.
+/// problem in `health` until it works again. `relay_namespace`: where the
+/// relay pods run (their label says whose table they serve).
 pub fn watch(
     client: &Client,
     namespaces: &[String],
+    relay_namespace: Option<&str>,
     health: Arc<Health>,
-) -> (Caches, Vec<Changes>) {
+) -> (Caches, Watched) {
     let all = watcher::Config::default();
     let managed = watcher::Config::default().labels(&managed_selector());
-    let (spaces, c1) = reflect(apis(client, namespaces), &all, &health);
-    let (policies, c2) = reflect(apis(client, namespaces), &all, &health);
-    let (contacts, c3) = reflect(apis(client, namespaces), &all, &health);
-    let (connectors, c4) = reflect(apis(client, namespaces), &all, &health);
-    let (tables, c5) = reflect(apis(client, namespaces), &managed, &health);
+    let (spaces, c1) = reflect(apis(client, namespaces), &all, &health, namespace_of);
+    let (policies, c2) = reflect(apis(client, namespaces), &all, &health, namespace_of);
+    let (contacts, c3) = reflect(apis(client, namespaces), &all, &health, namespace_of);
+    let (connectors, c4) = reflect(apis(client, namespaces), &all, &health, namespace_of);
+    let (tables, c5) = reflect(apis(client, namespaces), &managed, &health, namespace_of);
+    let (routing_tables, p1) =
+        reflect(apis(client, namespaces), &managed, &health, namespace_of);
+    let (relay_pods, p2) = match relay_namespace {
+        Some(ns) => {
+            let relays = watcher::Config::default().labels(RELAY_TABLE_NAMESPACE_LABEL);
+            let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+            let (stores, changes) = reflect(vec![api], &relays, &health, relay_pod_table);
+            (stores.into_iter().next(), changes)
+        }
+        None => (None, Vec::new()),
+    };
     let caches = Caches {
         spaces,
         policies,
         contacts,
         connectors,
         tables,
+        routing_tables,
+        relay_pods,
     };
-    let changes = [c1, c2, c3, c4, c5].into_iter().flatten().collect();
-    (caches, changes)
+    let watched = Watched {
+        compile: [c1, c2, c3, c4, c5].into_iter().flatten().collect(),
+        propagation: [p1, p2].into_iter().flatten().collect(),
+    };
+    (caches, watched)
 }

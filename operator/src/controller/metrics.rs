@@ -45,6 +45,9 @@ pub struct Metrics {
     registry: Registry,
     pub reconciles: Family<ResultLabels, Counter>,
     pub reconcile_duration: Histogram,
+    /// From a table's publication to the moment the last Ready relay pod
+    /// reported serving it.
+    pub propagation_duration: Histogram,
     pub errors: Family<ErrorLabels, Counter>,
     pub writes: Family<WriteLabels, Counter>,
     objects: Family<ConditionLabels, Gauge>,
@@ -62,6 +65,7 @@ impl Default for Metrics {
             registry: Registry::with_prefix("mailroute_operator"),
             reconciles: Family::default(),
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            propagation_duration: Histogram::new(exponential_buckets(0.05, 2.0, 14)),
             errors: Family::default(),
             writes: Family::default(),
             objects: Family::default(),
@@ -80,6 +84,11 @@ impl Default for Metrics {
             "reconcile_duration_seconds",
             "Time to reconcile one namespace",
             m.reconcile_duration.clone(),
+        );
+        r.register(
+            "propagation_duration_seconds",
+            "Time from publishing a table until every Ready relay pod serves it",
+            m.propagation_duration.clone(),
         );
         r.register("errors", "Reconcile errors by kind", m.errors.clone());
         r.register(

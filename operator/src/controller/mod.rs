@@ -2,16 +2,20 @@
 //!
 //! Data flow: [`caches`] (reflectors; every change names a namespace) →
 //! the kube-rs applier (debounced per namespace) → [`reconcile`]
-//! (dereference → compile → [`publish`] → [`status`] → Events). Only the
-//! [`leader`] writes. Operations: `/metrics`, `/healthz`, `/readyz`.
+//! (dereference → compile → [`publish`] → [`status`] → Events); beside it,
+//! [`propagate`] keeps each namespace's RoutingTable (what was published,
+//! which relays serve it). Only the [`leader`] writes. Operations:
+//! `/metrics`, `/healthz`, `/readyz`.
 
 pub mod caches;
 pub mod coalesce;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod propagate;
 pub mod publish;
 pub mod reconcile;
+pub mod routing_table;
 pub mod self_addresses;
 pub mod status;
 
@@ -53,6 +57,12 @@ pub struct Options {
     /// after its first change not yet compiled.
     #[arg(long, env = "MAILROUTE_MAX_DELAY_MS", default_value_t = 2000)]
     pub max_delay_ms: u64,
+    /// Where the relay pods run (the chart: the release namespace). Each
+    /// relay pod's label `mailroute.io/table-namespace` names whose table it
+    /// serves; a RoutingTable is Propagated when every Ready one serves the
+    /// published generation. Unset: every relay that reports counts.
+    #[arg(long, env = "MAILROUTE_RELAY_NAMESPACE")]
+    pub relay_namespace: Option<String>,
     /// The relay's Service (`NAME` in the operator's namespace, or `NAMESPACE/NAME`):
     /// its DNS names and addresses count as the relay itself for ForwardsToSelf.
     #[arg(long, env = "MAILROUTE_RELAY_SERVICE")]
@@ -168,7 +178,12 @@ pub async fn run_with(
     tracing::info!(namespaces = ?o.namespaces, table = %o.table_name, identity = %identity, "mailroute operator starting");
 
     let health = Arc::new(health::Health::default());
-    let (caches, changes) = caches::watch(&client, &o.namespaces, health.clone());
+    let (caches, watched) = caches::watch(
+        &client,
+        &o.namespaces,
+        o.relay_namespace.as_deref(),
+        health.clone(),
+    );
     let election = if o.leader_elect {
         let lease_ns = o
             .lease_namespace
@@ -199,6 +214,7 @@ pub async fn run_with(
     );
     let settings = Settings {
         table_name: o.table_name.clone(),
+        relay_namespace: o.relay_namespace.clone(),
         status_concurrency: o.status_concurrency,
         ..Settings::default()
     };
@@ -228,6 +244,13 @@ pub async fn run_with(
             Duration::from_secs(o.service_refresh_seconds.max(1)),
             ctx.clone(),
             all_tx.clone(),
+        )));
+    }
+    if let Some(wake) = ctx.take_published_rx() {
+        background.push(tokio::spawn(propagate::run(
+            ctx.clone(),
+            wake,
+            watched.propagation,
         )));
     }
     background.push(tokio::spawn(follow_leadership(
@@ -279,7 +302,7 @@ pub async fn run_with(
         Duration::from_millis(o.debounce_ms),
         Duration::from_millis(o.max_delay_ms.max(o.debounce_ms)),
     );
-    let queue = queue(changes, delays, all_rx, caches.clone(), namespaces.clone())
+    let queue = queue(watched.compile, delays, all_rx, caches.clone(), namespaces.clone())
         .take_until(stopping(stop_rx.clone()));
     // Coalescing happens in the queue (quiet time with a bound); the
     // applier's own debounce has no bound, so it is not used.

@@ -7,7 +7,9 @@ use super::caches::{Caches, Snapshot};
 use super::health::Health;
 use super::leader::Leadership;
 use super::metrics::Metrics;
+use super::propagate::Tracker;
 use super::publish::{self, FIELD_MANAGER};
+use super::routing_table::{Published, count_objects};
 use super::status::{self, StatusUpdate};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference};
@@ -22,11 +24,16 @@ use routing::{CompileOptions, ObjectReport};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
 
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// `--table-name`: the ConfigMap(s) the table is published as.
+    /// `--table-name`: the ConfigMap(s) the table is published as, and
+    /// the RoutingTable that reports on it.
     pub table_name: String,
+    /// `--relay-namespace`: where the relay pods run (relay reports that
+    /// name no namespace are from there).
+    pub relay_namespace: Option<String>,
     /// Status writes in flight at once (each is one small PATCH).
     pub status_concurrency: usize,
     /// First and largest wait after a transient error.
@@ -38,6 +45,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             table_name: "mailroute-table".into(),
+            relay_namespace: None,
             status_concurrency: 8,
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
@@ -57,6 +65,9 @@ pub struct Context {
     pub leader: Leadership,
     pub recorder: Recorder,
     pub metrics: Metrics,
+    /// What was published, for the RoutingTable writer.
+    pub published: Tracker,
+    published_rx: Mutex<Option<mpsc::UnboundedReceiver<String>>>,
     /// Problems for /readyz: writes the API server forbids.
     pub health: Arc<Health>,
     /// The clock for `lastTransitionTime`, whole seconds (as the API stores it).
@@ -77,7 +88,10 @@ impl Context {
         leader: Leadership,
         recorder: Recorder,
     ) -> Context {
+        let (published, published_rx) = Tracker::new();
         Context {
+            published,
+            published_rx: Mutex::new(Some(published_rx)),
             client,
             caches,
             settings,
@@ -90,6 +104,13 @@ impl Context {
             failures: Mutex::default(),
             unreadable_written: Mutex::default(),
         }
+    }
+}
+
+impl Context {
+    /// The RoutingTable writer's wake-ups (once).
+    pub fn take_published_rx(&self) -> Option<mpsc::UnboundedReceiver<String>> {
+        self.published_rx.lock().expect("rx lock").take()
     }
 }
 
@@ -182,6 +203,7 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
         // The last object is gone: so is the table.
         let plan = publish::plan(Vec::new(), &existing);
         apply_plan(ns, ctx, plan).await?;
+        ctx.published.unpublished(ns);
         ctx.metrics.set_table(ns, 0, 0);
         ctx.metrics.set_objects(ns, std::iter::empty());
         return Ok(Action::await_change());
@@ -200,6 +222,16 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
     apply_plan(ns, ctx, publish::plan(wanted, &existing)).await?;
     ctx.metrics.set_table(ns, encoded.total_bytes(), shards);
     tracing::debug!(namespace = ns, version = %encoded.manifest.version, "table published");
+    let all_reports = compiled.reports.iter().chain(&snapshot.unreadable);
+    let published = Published {
+        generation: encoded.manifest.version.clone(),
+        published_at: (ctx.clock)(),
+        config_maps: u32::try_from(shards).unwrap_or(u32::MAX),
+        bytes: encoded.total_bytes() as u64,
+        objects: count_objects(all_reports),
+    };
+    let earlier = ctx.caches.routing_table(ns, &ctx.settings.table_name);
+    ctx.published.published(ns, published, earlier.as_ref());
 
     // Status, from what was published.
     write_statuses(ns, ctx, &snapshot, &compiled.reports).await?;

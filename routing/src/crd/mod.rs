@@ -1,4 +1,6 @@
-//! The four custom resources of `mailroute.io/v1alpha1` (DESIGN.md §2).
+//! The custom resources of `mailroute.io/v1alpha1` (docs/design.md): the
+//! four kinds users write, and RoutingTable, which the operator and the
+//! relays write.
 //!
 //! Field names follow DESIGN.md verbatim. The schema refuses what it can
 //! (patterns, enums, CEL rules); the compiler checks everything again so that
@@ -7,11 +9,15 @@
 mod address_space;
 mod mail_contact;
 mod recipient_policy;
+mod routing_table;
 mod smtp_connector;
 
 pub use address_space::{AddressSpace, AddressSpaceSpec, AddressSpaceType};
 pub use mail_contact::{MailContact, MailContactSpec, MailContactStatus};
 pub use recipient_policy::{AddressTemplate, RecipientPolicy, RecipientPolicySpec};
+pub use routing_table::{
+    ObjectCounts, RelayReport, RoutingTable, RoutingTableSpec, RoutingTableStatus,
+};
 pub use smtp_connector::{
     ConnectorAddressSpace, SecretRef, SmtpConnector, SmtpConnectorSpec, TlsMode, TlsSettings,
 };
@@ -88,7 +94,7 @@ impl std::fmt::Display for Kind {
     }
 }
 
-/// The generated CustomResourceDefinitions, in `Kind::ALL` order.
+/// The generated CustomResourceDefinitions: `Kind::ALL`'s, then RoutingTable.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
@@ -97,5 +103,6 @@ pub fn crds()
         RecipientPolicy::crd(),
         MailContact::crd(),
         SmtpConnector::crd(),
+        RoutingTable::crd(),
     ]
 }

@@ -1,0 +1,177 @@
+//! The RoutingTable writer: one task that keeps each namespace's
+//! RoutingTable saying what was published and which relays serve it.
+//!
+//! It runs beside the reconciler, not inside it: the reconciler hands over
+//! what it published ([`Tracker::published`]) and goes on; relay reports
+//! and relay pod changes arrive as watch events. Namespaces that change
+//! together are taken together; a write is made only when the status
+//! differs, and only by the leader.
+
+use super::publish::FIELD_MANAGER;
+use super::reconcile::Context;
+use super::routing_table::{self as rt, Published};
+use futures::StreamExt;
+use kube::api::{Api, Patch, PatchParams};
+use routing::crd::RoutingTable;
+use routing::propagation::{assess, relay_field_manager};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Changes that arrive within this time are written together.
+const SETTLE: Duration = Duration::from_millis(50);
+/// A failed write is tried again after this long.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// What the reconciler published, per namespace, for the writer.
+pub struct Tracker {
+    /// `None`: the namespace's table was deleted.
+    published: Mutex<HashMap<String, Option<(Published, Instant)>>>,
+    /// The generation whose propagation time was recorded, per namespace.
+    measured: Mutex<HashMap<String, String>>,
+    wake: mpsc::UnboundedSender<String>,
+}
+
+impl Tracker {
+    pub fn new() -> (Tracker, mpsc::UnboundedReceiver<String>) {
+        let (wake, rx) = mpsc::unbounded_channel();
+        let tracker = Tracker {
+            published: Mutex::default(),
+            measured: Mutex::default(),
+            wake,
+        };
+        (tracker, rx)
+    }
+
+    /// The reconciler published `generation` in `ns` (again, perhaps): keeps
+    /// the first publication's time.
+    pub fn published(&self, ns: &str, mut p: Published, earlier: Option<&RoutingTable>) {
+        {
+            let mut all = self.published.lock().expect("published lock");
+            let same = |old: &Published| old.generation == p.generation;
+            match all.get(ns) {
+                Some(Some((old, _))) if same(old) => p.published_at = old.published_at.clone(),
+                _ => {
+                    let status = earlier.and_then(|t| t.status.as_ref());
+                    if let Some(s) = status.filter(|s| s.generation.as_ref() == Some(&p.generation))
+                        && let Some(at) = &s.published_at
+                    {
+                        p.published_at = at.clone();
+                    }
+                }
+            }
+            let at = match all.get(ns) {
+                Some(Some((old, at))) if old.generation == p.generation => *at,
+                _ => Instant::now(),
+            };
+            all.insert(ns.to_owned(), Some((p, at)));
+        }
+        self.wake(ns);
+    }
+
+    /// The namespace's last object is gone, and so is its table.
+    pub fn unpublished(&self, ns: &str) {
+        self.published
+            .lock()
+            .expect("published lock")
+            .insert(ns.to_owned(), None);
+        self.wake(ns);
+    }
+
+    pub fn wake(&self, ns: &str) {
+        let _ = self.wake.send(ns.to_owned());
+    }
+
+    fn get(&self, ns: &str) -> Option<Option<(Published, Instant)>> {
+        self.published.lock().expect("published lock").get(ns).cloned()
+    }
+}
+
+/// Runs until `wake` and `changes` end.
+pub async fn run(
+    ctx: std::sync::Arc<Context>,
+    wake: mpsc::UnboundedReceiver<String>,
+    changes: Vec<super::caches::Changes>,
+) {
+    let woken = futures::stream::poll_fn({
+        let mut wake = wake;
+        move |cx| wake.poll_recv(cx)
+    });
+    let mut all = futures::stream::select(woken, futures::stream::select_all(changes));
+    while let Some(first) = all.next().await {
+        tokio::time::sleep(SETTLE).await;
+        let mut namespaces = BTreeSet::from([first]);
+        while let Some(Some(ns)) = futures::FutureExt::now_or_never(all.next()) {
+            namespaces.insert(ns);
+        }
+        for ns in namespaces {
+            if let Err(e) = sync(&ctx, &ns).await {
+                ctx.metrics.count_error("routing_table");
+                tracing::warn!(namespace = %ns, error = %e, "writing the RoutingTable failed; retrying");
+                let tracker = ctx.published.wake.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(RETRY).await;
+                    let _ = tracker.send(ns);
+                });
+            }
+        }
+    }
+}
+
+/// Brings one namespace's RoutingTable up to date.
+async fn sync(ctx: &Context, ns: &str) -> kube::Result<()> {
+    if !ctx.leader.is_leader() {
+        return Ok(());
+    }
+    let name = ctx.settings.table_name.as_str();
+    let api: Api<RoutingTable> = Api::namespaced(ctx.client.clone(), ns);
+    let current = ctx.caches.routing_table(ns, name);
+    let published = match ctx.published.get(ns) {
+        // Not reconciled since this replica started: the reconciler will say.
+        None => return Ok(()),
+        Some(None) => {
+            if current.is_some() {
+                crate::delete_if_present(&api, name).await?;
+                ctx.metrics.count_write("routing_table_delete");
+            }
+            return Ok(());
+        }
+        Some(Some(p)) => p,
+    };
+    let (published, at) = published;
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    if current.as_ref().is_none_or(|t| t.spec.config_map_name != name) {
+        api.patch(name, &apply, &Patch::Apply(rt::object_body(name)))
+            .await?;
+        ctx.metrics.count_write("routing_table_apply");
+    }
+    let status = current.as_ref().and_then(|t| t.status.as_ref());
+    let reports = status.map_or(&[][..], |s| &s.relays[..]);
+    let pods = ctx.caches.relay_pods(ns);
+    let relay_ns = ctx.settings.relay_namespace.as_deref().unwrap_or(ns);
+    let propagation = assess(Some(&published.generation), relay_ns, reports, pods.as_deref());
+    let old = status.map_or(&[][..], |s| &s.conditions[..]);
+    let wanted = rt::operator_status(&published, &propagation, old, &(ctx.clock)());
+    if !rt::is_current(status, &wanted) {
+        api.patch_status(name, &apply, &Patch::Apply(rt::status_body(name, &wanted)))
+            .await?;
+        ctx.metrics.count_write("routing_table_status");
+    }
+    for (_, pod) in &propagation.gone {
+        let as_relay = PatchParams::apply(&relay_field_manager(pod)).force();
+        api.patch_status(name, &as_relay, &Patch::Apply(rt::removal_body(name)))
+            .await?;
+        ctx.metrics.count_write("routing_table_status");
+    }
+    if propagation.status == "True" {
+        let mut measured = ctx.published.measured.lock().expect("measured lock");
+        if measured.get(ns) != Some(&published.generation) {
+            ctx.metrics
+                .propagation_duration
+                .observe(at.elapsed().as_secs_f64());
+            measured.insert(ns.to_owned(), published.generation.clone());
+        }
+    }
+    Ok(())
+}
