@@ -7,9 +7,9 @@
 use crate::delete_if_present as delete;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
-use routing::crd::RoutingTable;
 use kube::api::{Api, ListParams};
 use kube::{Client, ResourceExt};
+use routing::crd::RoutingTable;
 use routing::table::configmaps::table_selector;
 
 #[derive(clap::Args, Debug, Clone)]

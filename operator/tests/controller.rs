@@ -14,7 +14,7 @@ use operator::controller::caches::Caches;
 use operator::controller::leader::Leadership;
 use operator::controller::publish::table_configmaps;
 use operator::controller::reconcile::{Context, Error, Settings, error_policy, reconcile};
-use routing::crd::{MailContactStatus, MailrouteStatus};
+use routing::crd::{MailContactStatus, MailrouteStatus, RoutingTable};
 use routing::fixtures::{organisation, small_org_through};
 use routing::table::encode;
 use routing::{CompileOptions, Objects};
@@ -34,6 +34,7 @@ struct Cluster {
     contacts: Writer<DeserializeGuard<routing::crd::MailContact>>,
     connectors: Writer<DeserializeGuard<routing::crd::SmtpConnector>>,
     tables: Writer<ConfigMap>,
+    routing_tables: Writer<RoutingTable>,
 }
 
 /// As the API server has it: in the namespace, with a uid.
@@ -51,6 +52,7 @@ impl Cluster {
         let (s3, contacts) = reflector::store();
         let (s4, connectors) = reflector::store();
         let (s5, tables) = reflector::store();
+        let (s6, routing_tables) = reflector::store();
         let mut c = Cluster {
             caches: Caches {
                 spaces: vec![s1],
@@ -58,13 +60,15 @@ impl Cluster {
                 contacts: vec![s3],
                 connectors: vec![s4],
                 tables: vec![s5],
-                ..Caches::default()
+                routing_tables: vec![s6],
+                relay_pods: None,
             },
             spaces,
             policies,
             contacts,
             connectors,
             tables,
+            routing_tables,
         };
         for o in &objects.address_spaces {
             c.spaces
@@ -102,6 +106,10 @@ impl Cluster {
                 .next()
                 .unwrap()
                 .to_owned();
+            if w.path.contains("/routingtables/") {
+                self.play_back_routing_table(w);
+                continue;
+            }
             match (w.method.as_str(), w.path.contains("/configmaps/")) {
                 ("PATCH", true) => {
                     self.add_configmap(serde_json::from_value(w.body.clone()).unwrap())
@@ -127,6 +135,20 @@ impl Cluster {
                 _ => {}
             }
         }
+    }
+
+    fn play_back_routing_table(&mut self, w: &Recorded) {
+        let name = w.body["metadata"]["name"].as_str().unwrap();
+        let mut table = self.caches.routing_table(NS, name).unwrap_or_else(|| {
+            let mut t: RoutingTable = serde_json::from_value(w.body.clone()).unwrap();
+            t.metadata.namespace = Some(NS.into());
+            t
+        });
+        if w.path.contains("/status") {
+            table.status = Some(serde_json::from_value(w.body["status"].clone()).unwrap());
+        }
+        self.routing_tables
+            .apply_watcher_event(&Event::Apply(table));
     }
 
     fn set_status(&mut self, body: &Value) {
@@ -250,6 +272,8 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
         [
             format!("PATCH {cm}/mailroute-table-shard-000{APPLY}"),
             format!("PATCH {cm}/mailroute-table{APPLY}"),
+            format!("PATCH {group}/routingtables/mailroute-table{APPLY}"),
+            format!("PATCH {group}/routingtables/mailroute-table/status{APPLY}"),
             format!("PATCH {group}/addressspaces/corp/status{APPLY}"),
             "POST /apis/events.k8s.io/v1/namespaces/mail/events?".to_string(),
             format!("PATCH {group}/addressspaces/example-com/status{APPLY}"),
@@ -282,8 +306,57 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
         "mailroute"
     );
 
+    // The RoutingTable, before the objects' statuses: what was published.
+    assert_eq!(
+        seen[2].body,
+        json!({
+            "apiVersion": "mailroute.io/v1alpha1", "kind": "RoutingTable",
+            "metadata": {"name": "mailroute-table", "labels": {
+                "app.kubernetes.io/managed-by": "mailroute",
+                "mailroute.io/table": "mailroute-table"}},
+            "spec": {"configMapName": "mailroute-table"},
+        })
+    );
+    let table = &seen[3].body["status"];
+    assert_eq!(table["generation"], encoded.manifest.version.as_str());
+    assert_eq!(table["shortGeneration"], &encoded.manifest.version[..12]);
+    assert_eq!(table["publishedAt"], "2026-11-21T10:00:00Z");
+    assert_eq!(table["configMaps"], 2);
+    assert_eq!(table["bytes"], encoded.total_bytes());
+    assert_eq!(
+        table["objects"],
+        json!({"addressSpaces": 2, "recipientPolicies": 0, "mailContacts": 1,
+               "smtpConnectors": 2, "withProblems": 2})
+    );
+    // No relay reports yet, and none is known to run.
+    assert_eq!(table["relaysServing"], "0/0");
+    let conditions: Vec<(&str, &str, &str)> = table["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap(),
+                c["status"].as_str().unwrap(),
+                c["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        [
+            ("Published", "True", "Published"),
+            ("Propagated", "Unknown", "NoReadyRelays"),
+            ("Reconciling", "True", "NoReadyRelays"),
+        ]
+    );
+    assert!(
+        table.get("relays").is_none(),
+        "the relays own their entries"
+    );
+
     // A status: the conditions of §4 plus Stalled, stamped with the generation.
-    let corp = &seen[2].body;
+    let corp = &seen[4].body;
     assert_eq!(corp["apiVersion"], "mailroute.io/v1alpha1");
     assert_eq!(corp["kind"], "AddressSpace");
     assert_eq!(corp["status"]["observedGeneration"], 1);
@@ -313,12 +386,12 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
     );
     // The contact's status lists its addresses.
     assert_eq!(
-        seen[5].body["status"]["addresses"],
+        seen[7].body["status"]["addresses"],
         json!(["ann@example.com"])
     );
 
     // Warning Events for the risks, naming the object.
-    let event = &seen[3].body;
+    let event = &seen[5].body;
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["reason"], "ForwardsToSelf");
     assert_eq!(event["regarding"]["kind"], "AddressSpace");
@@ -326,14 +399,14 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
     // `kubectl describe` selects an object's Events by its uid.
     assert_eq!(event["regarding"]["uid"], "uid-of-corp");
     assert_eq!(event["reportingController"], "mailroute-operator");
-    assert_eq!(seen[8].body["regarding"]["name"], "unix");
+    assert_eq!(seen[10].body["regarding"]["name"], "unix");
 }
 
 #[tokio::test]
 async fn a_second_reconcile_with_nothing_changed_makes_no_request() {
     let mut cluster = Cluster::new(&small_org());
     let (_, first) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
-    assert_eq!(first.len(), 9);
+    assert_eq!(first.len(), 11);
     cluster.play_back(&first);
     let (result, second) = reconcile_once(&cluster, Leadership::fixed(true), accept_all()).await;
     assert_eq!(result.unwrap(), Action::await_change());
@@ -368,11 +441,17 @@ async fn one_changed_contact_rewrites_its_shard_the_manifest_and_its_status() {
             format!("PATCH {cm}/mailroute-table-shard-000{APPLY}"),
             format!("PATCH {cm}/mailroute-table{APPLY}"),
             format!(
+                "PATCH /apis/mailroute.io/v1alpha1/namespaces/mail/routingtables/mailroute-table/status{APPLY}"
+            ),
+            format!(
                 "PATCH /apis/mailroute.io/v1alpha1/namespaces/mail/mailcontacts/ann/status{APPLY}"
             ),
         ]
     );
-    let status = &second[2].body["status"];
+    // The RoutingTable shows the new generation before the status says so.
+    let table = &second[2].body["status"];
+    assert_ne!(table["generation"], first[3].body["status"]["generation"]);
+    let status = &second[3].body["status"];
     assert_eq!(status["observedGeneration"], 2);
     assert_eq!(
         status["addresses"],
@@ -404,7 +483,9 @@ async fn shards_no_longer_needed_are_deleted_after_the_manifest_is_written() {
     assert!(
         lines(&seen)[expected.len()..]
             .iter()
-            .all(|l| l.contains("/status") || l.contains("/events"))
+            .all(|l| l.contains("/status")
+                || l.contains("/events")
+                || l.contains("/routingtables/"))
     );
 }
 

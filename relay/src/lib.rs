@@ -9,8 +9,6 @@
 
 #[cfg(feature = "kube")]
 pub mod configmap;
-#[cfg(feature = "kube")]
-pub mod report;
 pub mod data;
 pub mod downstream;
 pub mod http;
@@ -21,6 +19,8 @@ pub mod networks;
 pub mod proxy;
 pub mod received;
 pub mod reply;
+#[cfg(feature = "kube")]
+pub mod report;
 pub mod server;
 pub mod session;
 pub mod table;

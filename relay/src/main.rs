@@ -147,7 +147,12 @@ struct Options {
     /// `NAMESPACE/NAME` (the operator's --table-name in the table's
     /// namespace), as pod --pod-name, whenever that changes. Needs the
     /// `kube` cargo feature.
-    #[arg(long, env = "MAILROUTE_REPORT_TO", value_name = "NAMESPACE/NAME", requires = "pod_name")]
+    #[arg(
+        long,
+        env = "MAILROUTE_REPORT_TO",
+        value_name = "NAMESPACE/NAME",
+        requires = "pod_name"
+    )]
     report_to: Option<String>,
     /// This relay's pod name (the downward API's metadata.name).
     #[arg(long, env = "POD_NAME")]

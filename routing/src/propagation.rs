@@ -45,7 +45,10 @@ pub fn assess(
     pods: Option<&[RelayPod]>,
 ) -> Propagation {
     let key = |r: &RelayReport| {
-        let ns = r.pod_namespace.as_deref().unwrap_or(relay_namespace_default);
+        let ns = r
+            .pod_namespace
+            .as_deref()
+            .unwrap_or(relay_namespace_default);
         (ns.to_owned(), r.pod.clone())
     };
     let gone: Vec<(String, String)> = match pods {
@@ -149,7 +152,12 @@ fn describe_behind(pod: &str, r: &RelayReport) -> String {
 }
 
 fn name_some(items: &[String]) -> String {
-    let mut out = items.iter().take(NAMED).cloned().collect::<Vec<_>>().join(", ");
+    let mut out = items
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
     if items.len() > NAMED {
         out.push_str(&format!(" and {} more", items.len() - NAMED));
     }
@@ -189,7 +197,10 @@ mod tests {
             (p.status, p.reason, p.serving.as_str()),
             ("True", ALL_SERVING, "2/2")
         );
-        assert_eq!(p.message, "2 of 2 Ready relay pod(s) serve generation 0123456789ab");
+        assert_eq!(
+            p.message,
+            "2 of 2 Ready relay pod(s) serve generation 0123456789ab"
+        );
         assert!(p.gone.is_empty());
     }
 
@@ -200,7 +211,10 @@ mod tests {
         let reports = [report("r-1", Some(NEW)), refused, report("r-3", None)];
         let pods = [pod("r-1", true), pod("r-2", true), pod("r-3", true)];
         let p = assess(Some(NEW), "mail", &reports, Some(&pods));
-        assert_eq!((p.status, p.reason, p.serving.as_str()), ("False", BEHIND, "1/3"));
+        assert_eq!(
+            (p.status, p.reason, p.serving.as_str()),
+            ("False", BEHIND, "1/3")
+        );
         assert_eq!(
             p.message,
             "2 of 3 Ready relay pod(s) do not serve generation 0123456789ab: \
@@ -213,8 +227,14 @@ mod tests {
         let reports = [report("r-1", Some(NEW))];
         let pods = [pod("r-1", true), pod("r-2", true)];
         let p = assess(Some(NEW), "mail", &reports, Some(&pods));
-        assert_eq!((p.status, p.reason, p.serving.as_str()), ("Unknown", NOT_REPORTING, "1/2"));
-        assert_eq!(p.message, "1 Ready relay pod(s) have not reported what they serve: r-2");
+        assert_eq!(
+            (p.status, p.reason, p.serving.as_str()),
+            ("Unknown", NOT_REPORTING, "1/2")
+        );
+        assert_eq!(
+            p.message,
+            "1 Ready relay pod(s) have not reported what they serve: r-2"
+        );
     }
 
     #[test]
@@ -233,7 +253,10 @@ mod tests {
     #[test]
     fn no_ready_relay_is_unknown() {
         let p = assess(Some(NEW), "mail", &[], Some(&[pod("r-1", false)]));
-        assert_eq!((p.status, p.reason, p.serving.as_str()), ("Unknown", NO_RELAYS, "0/0"));
+        assert_eq!(
+            (p.status, p.reason, p.serving.as_str()),
+            ("Unknown", NO_RELAYS, "0/0")
+        );
     }
 
     #[test]
@@ -266,7 +289,11 @@ mod tests {
         let reports: Vec<_> = names.iter().map(|n| report(n, Some(OLD))).collect();
         let pods: Vec<_> = names.iter().map(|n| pod(n, true)).collect();
         let p = assess(Some(NEW), "mail", &reports, Some(&pods));
-        assert!(p.message.ends_with("r-09 (serves fedcba987654) and 2 more"), "{}", p.message);
+        assert!(
+            p.message.ends_with("r-09 (serves fedcba987654) and 2 more"),
+            "{}",
+            p.message
+        );
     }
 
     #[test]

@@ -340,8 +340,7 @@ pub fn watch(
     let (contacts, c3) = reflect(apis(client, namespaces), &all, &health, namespace_of);
     let (connectors, c4) = reflect(apis(client, namespaces), &all, &health, namespace_of);
     let (tables, c5) = reflect(apis(client, namespaces), &managed, &health, namespace_of);
-    let (routing_tables, p1) =
-        reflect(apis(client, namespaces), &managed, &health, namespace_of);
+    let (routing_tables, p1) = reflect(apis(client, namespaces), &managed, &health, namespace_of);
     let (relay_pods, p2) = match relay_namespace {
         Some(ns) => {
             let relays = watcher::Config::default().labels(RELAY_TABLE_NAMESPACE_LABEL);

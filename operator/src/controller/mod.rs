@@ -302,8 +302,14 @@ pub async fn run_with(
         Duration::from_millis(o.debounce_ms),
         Duration::from_millis(o.max_delay_ms.max(o.debounce_ms)),
     );
-    let queue = queue(watched.compile, delays, all_rx, caches.clone(), namespaces.clone())
-        .take_until(stopping(stop_rx.clone()));
+    let queue = queue(
+        watched.compile,
+        delays,
+        all_rx,
+        caches.clone(),
+        namespaces.clone(),
+    )
+    .take_until(stopping(stop_rx.clone()));
     // Coalescing happens in the queue (quiet time with a bound); the
     // applier's own debounce has no bound, so it is not used.
     let config = Config::default().concurrency(o.concurrency);

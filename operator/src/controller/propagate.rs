@@ -1,9 +1,13 @@
 //! The RoutingTable writer: one task that keeps each namespace's
 //! RoutingTable saying what was published and which relays serve it.
 //!
-//! It runs beside the reconciler, not inside it: the reconciler hands over
-//! what it published ([`Tracker::published`]) and goes on; relay reports
-//! and relay pod changes arrive as watch events. Namespaces that change
+//! The reconciler hands over what it published ([`Tracker::published`])
+//! and writes the RoutingTable once itself, before the objects' statuses:
+//! so an object whose status is current is in the generation the
+//! RoutingTable shows, and `kubectl wait --for=condition=Ready` on the
+//! objects followed by `--for=condition=Propagated` on the RoutingTable
+//! cannot see the generation before. Relay reports and relay pod changes
+//! arrive as watch events, to the writer task. Namespaces that change
 //! together are taken together; a write is made only when the status
 //! differs, and only by the leader.
 
@@ -15,7 +19,7 @@ use kube::api::{Api, Patch, PatchParams};
 use routing::crd::RoutingTable;
 use routing::propagation::{assess, relay_field_manager};
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
@@ -30,6 +34,8 @@ pub struct Tracker {
     published: Mutex<HashMap<String, Option<(Published, Instant)>>>,
     /// The generation whose propagation time was recorded, per namespace.
     measured: Mutex<HashMap<String, String>>,
+    /// One RoutingTable writer at a time per namespace.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     wake: mpsc::UnboundedSender<String>,
 }
 
@@ -39,6 +45,7 @@ impl Tracker {
         let tracker = Tracker {
             published: Mutex::default(),
             measured: Mutex::default(),
+            locks: Mutex::default(),
             wake,
         };
         (tracker, rx)
@@ -83,14 +90,23 @@ impl Tracker {
         let _ = self.wake.send(ns.to_owned());
     }
 
+    fn lock_for(&self, ns: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("locks lock");
+        locks.entry(ns.to_owned()).or_default().clone()
+    }
+
     fn get(&self, ns: &str) -> Option<Option<(Published, Instant)>> {
-        self.published.lock().expect("published lock").get(ns).cloned()
+        self.published
+            .lock()
+            .expect("published lock")
+            .get(ns)
+            .cloned()
     }
 }
 
 /// Runs until `wake` and `changes` end.
 pub async fn run(
-    ctx: std::sync::Arc<Context>,
+    ctx: Arc<Context>,
     wake: mpsc::UnboundedReceiver<String>,
     changes: Vec<super::caches::Changes>,
 ) {
@@ -106,24 +122,33 @@ pub async fn run(
             namespaces.insert(ns);
         }
         for ns in namespaces {
-            if let Err(e) = sync(&ctx, &ns).await {
-                ctx.metrics.count_error("routing_table");
-                tracing::warn!(namespace = %ns, error = %e, "writing the RoutingTable failed; retrying");
-                let tracker = ctx.published.wake.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(RETRY).await;
-                    let _ = tracker.send(ns);
-                });
-            }
+            sync_or_retry(&ctx, &ns).await;
         }
     }
 }
 
-/// Brings one namespace's RoutingTable up to date.
+/// Brings one namespace's RoutingTable up to date; a failed write is
+/// logged and tried again a little later (by the writer task).
+pub async fn sync_or_retry(ctx: &Context, ns: &str) {
+    if let Err(e) = sync(ctx, ns).await {
+        ctx.metrics.count_error("routing_table");
+        tracing::warn!(namespace = %ns, error = %e, "writing the RoutingTable failed; retrying");
+        let (wake, ns) = (ctx.published.wake.clone(), ns.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep(RETRY).await;
+            let _ = wake.send(ns);
+        });
+    }
+}
+
+/// Brings one namespace's RoutingTable up to date: one writer at a time
+/// per namespace (the reconciler and the writer task both call this).
 async fn sync(ctx: &Context, ns: &str) -> kube::Result<()> {
     if !ctx.leader.is_leader() {
         return Ok(());
     }
+    let lock = ctx.published.lock_for(ns);
+    let _serialised = lock.lock().await;
     let name = ctx.settings.table_name.as_str();
     let api: Api<RoutingTable> = Api::namespaced(ctx.client.clone(), ns);
     let current = ctx.caches.routing_table(ns, name);
@@ -141,7 +166,10 @@ async fn sync(ctx: &Context, ns: &str) -> kube::Result<()> {
     };
     let (published, at) = published;
     let apply = PatchParams::apply(FIELD_MANAGER).force();
-    if current.as_ref().is_none_or(|t| t.spec.config_map_name != name) {
+    if current
+        .as_ref()
+        .is_none_or(|t| t.spec.config_map_name != name)
+    {
         api.patch(name, &apply, &Patch::Apply(rt::object_body(name)))
             .await?;
         ctx.metrics.count_write("routing_table_apply");
@@ -150,7 +178,12 @@ async fn sync(ctx: &Context, ns: &str) -> kube::Result<()> {
     let reports = status.map_or(&[][..], |s| &s.relays[..]);
     let pods = ctx.caches.relay_pods(ns);
     let relay_ns = ctx.settings.relay_namespace.as_deref().unwrap_or(ns);
-    let propagation = assess(Some(&published.generation), relay_ns, reports, pods.as_deref());
+    let propagation = assess(
+        Some(&published.generation),
+        relay_ns,
+        reports,
+        pods.as_deref(),
+    );
     let old = status.map_or(&[][..], |s| &s.conditions[..]);
     let wanted = rt::operator_status(&published, &propagation, old, &(ctx.clock)());
     if !rt::is_current(status, &wanted) {

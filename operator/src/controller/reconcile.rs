@@ -7,7 +7,7 @@ use super::caches::{Caches, Snapshot};
 use super::health::Health;
 use super::leader::Leadership;
 use super::metrics::Metrics;
-use super::propagate::Tracker;
+use super::propagate::{self, Tracker};
 use super::publish::{self, FIELD_MANAGER};
 use super::routing_table::{Published, count_objects};
 use super::status::{self, StatusUpdate};
@@ -232,6 +232,8 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
     };
     let earlier = ctx.caches.routing_table(ns, &ctx.settings.table_name);
     ctx.published.published(ns, published, earlier.as_ref());
+    // One small write, before the objects' statuses (see propagate).
+    propagate::sync_or_retry(ctx, ns).await;
 
     // Status, from what was published.
     write_statuses(ns, ctx, &snapshot, &compiled.reports).await?;

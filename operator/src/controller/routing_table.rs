@@ -66,9 +66,19 @@ pub fn operator_status(
         ),
     );
     let reconciling = if propagation.status == "True" {
-        (RECONCILING, "False", propagation.reason, propagation.message.clone())
+        (
+            RECONCILING,
+            "False",
+            propagation.reason,
+            propagation.message.clone(),
+        )
     } else {
-        (RECONCILING, "True", propagation.reason, propagation.message.clone())
+        (
+            RECONCILING,
+            "True",
+            propagation.reason,
+            propagation.message.clone(),
+        )
     };
     let conditions = [
         published_condition,
