@@ -81,7 +81,7 @@ figure "helm install -> operator pods Ready: $((SECONDS - installed)) s"
 
 export MAILROUTE_E2E=cluster E2E_SELF="$self_names" E2E_RELEASE="$release" E2E_RELEASE_NAMESPACE="$ns" \
   E2E_RELAY_SERVICE=mailroute-relay E2E_OPERATOR_DEPLOYMENT=mailroute-operator \
-  E2E_SINK_IMAGE="mailroute-sink:$tag" E2E_CLIENT_IMAGE="${E2E_CLIENT_IMAGE:-local/tools:bookworm}" \
+  E2E_SINK_IMAGE="mailroute-sink:$tag" E2E_RELAY_IMAGE="mailroute-relay:$tag" E2E_CLIENT_IMAGE="${E2E_CLIENT_IMAGE:-local/tools:bookworm}" \
   E2E_CRICTL="${E2E_CRICTL:-crictl}" E2E_HELM="$HELM"
 suite() { E2E_TABLE_SOURCE=$1 cargo test --locked -p e2e "${@:2}" -- --test-threads=1 --nocapture; }
 
@@ -99,14 +99,15 @@ kubectl -n "$ns" rollout status deploy/mailroute-relay --timeout=300s
 suite watch --test in_cluster mail_from_a_client_pod
 
 step "helm uninstall leaves nothing behind but the CRDs and the users' objects"
-objects_before=$(kubectl get mailroute -n "$ns" -o name | sort)
+users_kinds=addressspaces,recipientpolicies,mailcontacts,smtpconnectors
+objects_before=$(kubectl get "$users_kinds" -n "$ns" -o name | sort)
 "$HELM" uninstall "$release" -n "$ns" --wait --timeout 300s
 kubectl -n "$ns" wait --for=delete pod -l "app.kubernetes.io/instance=$release" --timeout=180s
 left=$(
   kubectl get deploy,rs,pod,svc,cm,secret,sa,role,rolebinding,pdb,hpa,networkpolicy,job \
     -n "$ns" -l "app.kubernetes.io/instance=$release" -o name
   kubectl get clusterrole,clusterrolebinding -l "app.kubernetes.io/instance=$release" -o name
-  kubectl get cm -A -l app.kubernetes.io/managed-by=mailroute -o name
+  kubectl get cm,routingtables -A -l app.kubernetes.io/managed-by=mailroute -o name
   kubectl get lease -n "$ns" mailroute-operator -o name --ignore-not-found
 )
 if [ -n "$left" ]; then
@@ -115,10 +116,10 @@ if [ -n "$left" ]; then
   exit 1
 fi
 kubectl get crd addressspaces.mailroute.io recipientpolicies.mailroute.io \
-  mailcontacts.mailroute.io smtpconnectors.mailroute.io >/dev/null
-objects_after=$(kubectl get mailroute -n "$ns" -o name | sort)
+  mailcontacts.mailroute.io smtpconnectors.mailroute.io routingtables.mailroute.io >/dev/null
+objects_after=$(kubectl get "$users_kinds" -n "$ns" -o name | sort)
 [ "$objects_before" = "$objects_after" ] || { echo "the users' objects changed"; exit 1; }
-echo "the table ConfigMaps and the Lease are gone (the uninstall hook ran); the CRDs and $(echo "$objects_after" | wc -l) objects stay"
+echo "the table ConfigMaps, the RoutingTable and the Lease are gone (the uninstall hook ran); the CRDs and $(echo "$objects_after" | wc -l) objects stay"
 kubectl delete mailroute --all -n "$ns" >/dev/null
 step "cluster e2e passed"
 echo "== figures"

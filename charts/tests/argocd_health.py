@@ -18,7 +18,7 @@ import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 LUA = REPO / "deploy/argocd/health.lua"
-KINDS = ("AddressSpace", "RecipientPolicy", "MailContact", "SmtpConnector")
+KINDS = ("AddressSpace", "RecipientPolicy", "MailContact", "SmtpConnector", "RoutingTable")
 RISKS = ("LoopRisk", "AuthoritativenessConflict")
 
 
@@ -88,6 +88,28 @@ FIXED = [
      "status": "Degraded", "message": "Stalled InvalidSpec: spec.domain: not a domain"},
     {"name": "ready unknown", "obj": obj([cond("Ready", "Unknown", "Pending")]),
      "status": "Progressing", "message": "Waiting"},
+]
+
+
+def routing_table(conditions):
+    o = obj(conditions, observed=None)
+    o["kind"] = "RoutingTable"
+    return o
+
+
+PUBLISHED = cond("Published", "True", "Published", "generation 0123456789ab: 2 ConfigMap(s), 900 bytes")
+FIXED += [
+    {"name": "RoutingTable: not written yet", "obj": routing_table(None),
+     "status": "Progressing", "message": "Waiting for the mailroute operator"},
+    {"name": "RoutingTable: relays behind", "obj": routing_table([PUBLISHED,
+        cond("Propagated", "False", "RelaysBehind", "1 of 2 Ready relay pod(s) do not serve generation 0123456789ab: r-2 (serves fedcba987654)")]),
+     "status": "Progressing", "message": "RelaysBehind: 1 of 2"},
+    {"name": "RoutingTable: a relay not reporting", "obj": routing_table([PUBLISHED,
+        cond("Propagated", "Unknown", "RelaysNotReporting", "1 Ready relay pod(s) have not reported what they serve: r-2")]),
+     "status": "Progressing", "message": "RelaysNotReporting"},
+    {"name": "RoutingTable: propagated", "obj": routing_table([PUBLISHED,
+        cond("Propagated", "True", "AllRelaysServing", "2 of 2 Ready relay pod(s) serve generation 0123456789ab")]),
+     "status": "Healthy", "message": "2 of 2"},
 ]
 
 

@@ -1,12 +1,24 @@
--- Argo CD health for the four mailroute.io kinds, from their conditions
--- (DESIGN.md §4). Same script for AddressSpace, RecipientPolicy,
--- MailContact and SmtpConnector.
---   Progressing: the operator has not yet seen this generation;
+-- Argo CD health for the mailroute.io kinds, from their conditions
+-- (docs/concepts.md). Same script for AddressSpace, RecipientPolicy,
+-- MailContact, SmtpConnector and RoutingTable.
+--   Progressing: the operator has not yet seen this generation (a
+--                RoutingTable: not every Ready relay pod serves it yet);
 --   Degraded:    Stalled, not Ready, or a LoopRisk / AuthoritativenessConflict
 --                (mail for it may loop or be refused: look before it flows);
---   Healthy:     Ready, with no risk.
+--   Healthy:     Ready, with no risk (a RoutingTable: Propagated).
 local hs = {status = "Progressing", message = "Waiting for the mailroute operator"}
 if obj.status == nil or obj.status.conditions == nil then
+  return hs
+end
+if obj.kind == "RoutingTable" then
+  for _, c in ipairs(obj.status.conditions) do
+    if c.type == "Propagated" then
+      if c.status == "True" then
+        return {status = "Healthy", message = c.message}
+      end
+      return {status = "Progressing", message = c.reason .. ": " .. c.message}
+    end
+  end
   return hs
 end
 local generation = obj.metadata.generation

@@ -12,7 +12,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::core::{DynamicObject, ObjectMeta};
 use kube::{Client, Resource, ResourceExt};
 use routing::Objects;
-use routing::crd::{AddressSpace, MailContact, RecipientPolicy, SmtpConnector};
+use routing::crd::{AddressSpace, MailContact, RecipientPolicy, RoutingTable, SmtpConnector};
 use routing::table::configmaps::{files_of, table_selector};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -312,6 +312,55 @@ pub async fn published_files(client: &Client, ns: &str) -> Result<BTreeMap<Strin
         .await?
         .items;
     Ok(files_of(&cms))
+}
+
+/// The namespace's RoutingTable, if the operator made one.
+pub async fn routing_table(client: &Client, ns: &str) -> Result<Option<RoutingTable>> {
+    Ok(Api::<RoutingTable>::namespaced(client.clone(), ns)
+        .get_opt(TABLE)
+        .await?)
+}
+
+/// A RoutingTable condition's (status, reason, message).
+pub fn table_condition(t: &RoutingTable, type_: &str) -> Option<(String, String, String)> {
+    let c = t
+        .status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)?;
+    Some((c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+/// Waits until the RoutingTable shows `generation` (any, if None) and
+/// Propagated has `status`; the table as it then was.
+pub async fn wait_for_propagation(
+    client: &Client,
+    ns: &str,
+    generation: Option<&str>,
+    status: &str,
+    timeout: Duration,
+) -> Result<RoutingTable> {
+    let start = Instant::now();
+    loop {
+        let table = routing_table(client, ns).await?;
+        if let Some(t) = &table {
+            let shown = t.status.as_ref().and_then(|s| s.generation.as_deref());
+            let propagated = table_condition(t, "Propagated");
+            if generation.is_none_or(|g| shown == Some(g))
+                && propagated.as_ref().is_some_and(|p| p.0 == status)
+            {
+                return Ok(t.clone());
+            }
+        }
+        if start.elapsed() > timeout {
+            bail!(
+                "no Propagated={status} for generation {generation:?} after {timeout:?}: {:?}",
+                table.and_then(|t| t.status)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Events of the namespace as (type, reason, regarding name).

@@ -1,6 +1,8 @@
 //! Real mail through a relay run as a local process with `--configmap`
 //! against the cluster's published table, to local sinks, and the time it
-//! takes to follow a change (e2e/run.sh local).
+//! takes to follow a change; the relay reports what it serves in the
+//! RoutingTable, whose Propagated condition follows (e2e/run.sh local: the
+//! operator runs without --relay-namespace, so every reporting relay counts).
 
 use e2e::*;
 use std::io::BufRead;
@@ -82,6 +84,10 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
             &format!("127.0.0.1:{port_metrics}"),
             "--hostname",
             "relay.e2e.test",
+            "--report-to",
+            &format!("{}/{TABLE}", ns.name),
+            "--pod-name",
+            "host-relay",
         ],
     )
     .unwrap();
@@ -120,6 +126,32 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
     }
     assert_eq!(firsts(), 1, "sink a: {:?}", got_a.lock().unwrap());
 
+    // The RoutingTable: the published generation, served by the one relay.
+    let version = published_version_of(&ns).await;
+    let table = wait_for_propagation(
+        &ns.client,
+        &ns.name,
+        Some(&version),
+        "True",
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    let status = table.status.unwrap();
+    assert_eq!(status.relays_serving.as_deref(), Some("1/1"));
+    assert_eq!(status.relays.len(), 1);
+    assert_eq!(status.relays[0].pod, "host-relay");
+    assert_eq!(
+        status.relays[0].generation.as_deref(),
+        Some(version.as_str())
+    );
+    assert_eq!(status.objects.unwrap().mail_contacts, 1);
+    let wide = kubectl(&["get", "routingtables", "-n", &ns.name]);
+    assert!(
+        wide.contains(&format!("{}   1/1", &version[..12])),
+        "{wide}"
+    );
+
     // Change the contact; time until the relay routes the new way.
     let changed = Instant::now();
     retarget_contact(
@@ -140,9 +172,48 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
         "propagation: contact changed → relay routes the new way in {:.2} s",
         took.as_secs_f64()
     );
+    // ... and the RoutingTable says so: kubectl wait returns.
+    let version = published_version_of(&ns).await;
+    kubectl(&[
+        "wait",
+        "-n",
+        &ns.name,
+        "--for=condition=Propagated",
+        &format!("routingtable/{TABLE}"),
+        "--timeout=30s",
+    ]);
+    let table = routing_table(&ns.client, &ns.name).await.unwrap().unwrap();
+    let shown = table.status.as_ref().and_then(|s| s.generation.clone());
+    assert_eq!(shown.as_deref(), Some(version.as_str()));
+    let reported = wait_for_propagation(
+        &ns.client,
+        &ns.name,
+        Some(&version),
+        "True",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let since_change = changed.elapsed();
+    eprintln!(
+        "propagation: contact changed → RoutingTable Propagated in at most {:.2} s",
+        since_change.as_secs_f64()
+    );
+    assert_eq!(
+        reported.status.unwrap().relays[0].generation.as_deref(),
+        Some(version.as_str())
+    );
     std::fs::write(
         std::env::temp_dir().join("mailroute-e2e-propagation.txt"),
         format!("{:.3}\n", took.as_secs_f64()),
     )
     .unwrap();
+}
+
+/// The version of the namespace's published table, from its manifest.
+async fn published_version_of(ns: &TestNamespace) -> String {
+    let files = published_files(&ns.client, &ns.name).await.unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&files[routing::table::MANIFEST_KEY]).unwrap();
+    manifest["version"].as_str().unwrap().to_owned()
 }
