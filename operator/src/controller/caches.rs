@@ -26,9 +26,30 @@ use std::sync::Arc;
 
 type Guarded<K> = DeserializeGuard<K>;
 
+/// Changes that matter to the compiler (an object created, deleted, or
+/// given a new spec or labels), counted per namespace: a reconcile writing
+/// statuses stops when its namespace has a newer one, so the newer table
+/// is published first. Status writes do not count.
+#[derive(Default)]
+pub struct ChangeCounts(std::sync::Mutex<HashMap<String, u64>>);
+
+impl ChangeCounts {
+    pub fn of(&self, namespace: &str) -> u64 {
+        let counts = self.0.lock().expect("counts lock");
+        counts.get(namespace).copied().unwrap_or(0)
+    }
+
+    pub fn bump(&self, namespace: &str) {
+        let mut counts = self.0.lock().expect("counts lock");
+        *counts.entry(namespace.to_owned()).or_insert(0) += 1;
+    }
+}
+
 /// The caches, one store per kind and watched namespace.
 #[derive(Clone, Default)]
 pub struct Caches {
+    /// Compile-relevant changes per namespace.
+    pub changed: Arc<ChangeCounts>,
     pub spaces: Vec<Store<Guarded<AddressSpace>>>,
     pub policies: Vec<Store<Guarded<RecipientPolicy>>>,
     pub contacts: Vec<Store<Guarded<MailContact>>>,
@@ -258,6 +279,31 @@ where
     }
 }
 
+/// What the compiler reads of each object besides its spec: a change to
+/// any of these (or the generation, which counts spec changes) matters.
+#[derive(Default)]
+struct Seen(HashMap<(String, String), (Option<i64>, u64)>);
+
+impl Seen {
+    /// Whether `o` differs from what was last seen of it in what the
+    /// compiler reads; remembers it (or forgets it, when `deleted`).
+    fn relevant<K: Resource>(&mut self, o: &K, deleted: bool) -> bool {
+        let key = (o.namespace().unwrap_or_default(), o.name_any());
+        if deleted {
+            return self.0.remove(&key).is_some();
+        }
+        let labels = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            o.meta().labels.hash(&mut h);
+            o.meta().deletion_timestamp.is_some().hash(&mut h);
+            h.finish()
+        };
+        let now = (o.meta().generation, labels);
+        self.0.insert(key, now) != Some(now)
+    }
+}
+
 /// A change the reconciler must look at: the namespace it happened in.
 pub type Changes = std::pin::Pin<Box<dyn Stream<Item = String> + Send>>;
 
@@ -267,6 +313,7 @@ fn reflect<K>(
     config: &watcher::Config,
     health: &Arc<Health>,
     key: fn(&K) -> Option<String>,
+    relevance: Option<&Arc<ChangeCounts>>,
 ) -> (Vec<Store<K>>, Vec<Changes>)
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
@@ -277,6 +324,7 @@ where
         let (store, writer): (Store<K>, Writer<K>) = reflector::store();
         let what = format!("watch {}", K::kind(&()));
         let health = health.clone();
+        let mut seen = relevance.map(|counts| (counts.clone(), Seen::default()));
         let stream = reflector::reflector(
             writer,
             watcher(api, config.clone()).default_backoff().modify(|o| {
@@ -292,10 +340,37 @@ where
             let changed = match event {
                 Ok(event) => {
                     health.clear(&what);
-                    match event {
-                        watcher::Event::Apply(o)
-                        | watcher::Event::Delete(o)
-                        | watcher::Event::InitApply(o) => key(&o),
+                    match (event, seen.as_mut()) {
+                        (watcher::Event::InitApply(o), Some((_, seen))) => {
+                            seen.relevant(&o, false);
+                            key(&o)
+                        }
+                        (watcher::Event::Apply(o), Some((counts, seen))) => {
+                            // A status write changes neither: no compile.
+                            if seen.relevant(&o, false) {
+                                let ns = key(&o);
+                                if let Some(ns) = &ns {
+                                    counts.bump(ns);
+                                }
+                                ns
+                            } else {
+                                None
+                            }
+                        }
+                        (watcher::Event::Delete(o), Some((counts, seen))) => {
+                            seen.relevant(&o, true);
+                            let ns = key(&o);
+                            if let Some(ns) = &ns {
+                                counts.bump(ns);
+                            }
+                            ns
+                        }
+                        (
+                            watcher::Event::Apply(o)
+                            | watcher::Event::Delete(o)
+                            | watcher::Event::InitApply(o),
+                            None,
+                        ) => key(&o),
                         _ => None,
                     }
                 }
@@ -335,22 +410,38 @@ pub fn watch(
 ) -> (Caches, Watched) {
     let all = watcher::Config::default();
     let managed = watcher::Config::default().labels(&managed_selector());
-    let (spaces, c1) = reflect(apis(client, namespaces), &all, &health, namespace_of);
-    let (policies, c2) = reflect(apis(client, namespaces), &all, &health, namespace_of);
-    let (contacts, c3) = reflect(apis(client, namespaces), &all, &health, namespace_of);
-    let (connectors, c4) = reflect(apis(client, namespaces), &all, &health, namespace_of);
-    let (tables, c5) = reflect(apis(client, namespaces), &managed, &health, namespace_of);
-    let (routing_tables, p1) = reflect(apis(client, namespaces), &managed, &health, namespace_of);
+    let changed = Arc::new(ChangeCounts::default());
+    let c = Some(&changed);
+    let (spaces, c1) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
+    let (policies, c2) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
+    let (contacts, c3) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
+    let (connectors, c4) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
+    // The table's ConfigMaps: any change (someone else's edit) is repaired.
+    let (tables, c5) = reflect(
+        apis(client, namespaces),
+        &managed,
+        &health,
+        namespace_of,
+        None,
+    );
+    let (routing_tables, p1) = reflect(
+        apis(client, namespaces),
+        &managed,
+        &health,
+        namespace_of,
+        None,
+    );
     let (relay_pods, p2) = match relay_namespace {
         Some(ns) => {
             let relays = watcher::Config::default().labels(RELAY_TABLE_NAMESPACE_LABEL);
             let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-            let (stores, changes) = reflect(vec![api], &relays, &health, relay_pod_table);
+            let (stores, changes) = reflect(vec![api], &relays, &health, relay_pod_table, None);
             (stores.into_iter().next(), changes)
         }
         None => (None, Vec::new()),
     };
     let caches = Caches {
+        changed,
         spaces,
         policies,
         contacts,
@@ -364,4 +455,28 @@ pub fn watch(
         propagation: [p1, p2].into_iter().flatten().collect(),
     };
     (caches, watched)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use routing::fixtures::contact;
+
+    #[test]
+    fn a_status_write_is_not_a_change_the_compiler_cares_about() {
+        let mut seen = Seen::default();
+        let mut ann = contact("ann", &["ann@example.com"], "ann@mbx.example.com");
+        ann.metadata.namespace = Some("mail".into());
+        ann.metadata.generation = Some(1);
+        assert!(seen.relevant(&ann, false), "new");
+        ann.status = Some(MailContactStatus::default());
+        assert!(!seen.relevant(&ann, false), "status only");
+        ann.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
+        assert!(seen.relevant(&ann, false), "labels select policies");
+        ann.metadata.generation = Some(2);
+        assert!(seen.relevant(&ann, false), "spec");
+        assert!(!seen.relevant(&ann, false), "the same again");
+        assert!(seen.relevant(&ann, true), "deleted");
+        assert!(!seen.relevant(&ann, true), "deleted twice");
+    }
 }

@@ -197,6 +197,7 @@ pub async fn reconcile(namespace: Arc<Namespace>, ctx: Arc<Context>) -> Result<A
 
 async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
     // Dereference: everything from the caches, nothing from the API server.
+    let changes_seen = ctx.caches.changed.of(ns);
     let snapshot = ctx.caches.snapshot(ns);
     let existing = ctx.caches.table_configmaps(ns, &ctx.settings.table_name);
     if snapshot.is_empty() {
@@ -235,8 +236,16 @@ async fn reconcile_namespace(ns: &str, ctx: &Context) -> Result<Action, Error> {
     // One small write, before the objects' statuses (see propagate).
     propagate::sync_or_retry(ctx, ns).await;
 
-    // Status, from what was published.
-    write_statuses(ns, ctx, &snapshot, &compiled.reports).await?;
+    // Status, from what was published; given up for a newer change, whose
+    // table goes out first (the statuses still due are written after it).
+    let newer = || ctx.caches.changed.of(ns) != changes_seen;
+    if !write_statuses(ns, ctx, &snapshot, &compiled.reports, newer).await? {
+        tracing::debug!(
+            namespace = ns,
+            "statuses left for the newer change's reconcile"
+        );
+        return Ok(Action::await_change());
+    }
     let all_reports = compiled.reports.iter().chain(&snapshot.unreadable);
     ctx.metrics.set_objects(ns, all_reports);
     Ok(Action::await_change())
@@ -271,12 +280,15 @@ async fn apply_plan(ns: &str, ctx: &Context, plan: publish::Plan) -> Result<(), 
     Ok(())
 }
 
+/// Writes every status that differs; false when it stopped early because
+/// `newer` said a newer change is waiting.
 async fn write_statuses(
     ns: &str,
     ctx: &Context,
     snapshot: &Snapshot,
     compiled: &[ObjectReport],
-) -> Result<(), Error> {
+    newer: impl Fn() -> bool,
+) -> Result<bool, Error> {
     let now = (ctx.clock)();
     let unreadable_key = |r: &ObjectReport| (ns.to_owned(), r.kind, r.name.clone(), r.generation);
     let written = ctx
@@ -305,13 +317,16 @@ async fn write_statuses(
         if let Err(e) = result {
             first_error.get_or_insert(e);
         }
+        if newer() {
+            return first_error.map_or(Ok(false), Err);
+        }
     }
     if first_error.is_none() {
         let mut memo = ctx.unreadable_written.lock().expect("unreadable lock");
         memo.retain(|(n, ..)| n != ns);
         memo.extend(snapshot.unreadable.iter().map(unreadable_key));
     }
-    first_error.map_or(Ok(()), Err)
+    first_error.map_or(Ok(true), Err)
 }
 
 /// How a status is written: by server-side apply, or, for an object that
