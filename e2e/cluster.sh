@@ -15,7 +15,8 @@
 # Also: E2E_CLIENT_IMAGE (an image with curl, for the client pod; default
 # local/tools:bookworm, the kit's), E2E_CRICTL (how to reach the node's
 # container runtime; default crictl), HELM (Helm 4; default the one
-# charts/test.sh fetched), E2E_TAG (default e2e), E2E_FIGURES (where the
+# charts/test.sh fetched), E2E_SCALE_CONTACTS (the scale test's contacts;
+# default 2,000), E2E_TAG (default e2e), E2E_FIGURES (where the
 # measured figures go; default target/e2e-figures.txt). On failure the
 # pods' logs and the cluster's objects and events land in target/e2e-logs/.
 set -euo pipefail
