@@ -83,6 +83,15 @@ impl Release {
         .await
     }
 
+    /// The names of the Ready relay pods.
+    pub async fn ready_relays(&self) -> Vec<String> {
+        let pods = self.relay_pods().await;
+        pods.iter()
+            .filter(|p| is_ready(p))
+            .map(|p| p.name_any())
+            .collect()
+    }
+
     pub async fn operator_pods(&self) -> Vec<Pod> {
         pods(
             &self.client,

@@ -231,13 +231,7 @@ async fn a_change_reaches_every_relay_pod_and_mail_follows_it() {
     let source = env("E2E_TABLE_SOURCE");
     let sinks = sinks_and_routing(&release).await;
     let before = published_version(&release).await;
-    let relays: Vec<String> = release
-        .relay_pods()
-        .await
-        .iter()
-        .filter(|p| is_ready(p))
-        .map(|p| p.name_any())
-        .collect();
+    let relays = release.ready_relays().await;
 
     let changed = Instant::now();
     move_ann_to_b(&release).await;

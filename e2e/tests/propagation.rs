@@ -6,7 +6,6 @@
 use e2e::cluster::*;
 use e2e::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use std::process::Command;
@@ -50,13 +49,7 @@ async fn kubectl_wait_returns_once_every_relay_pod_serves_the_apply() {
     let t = routing_table(&release.client, &ns).await.unwrap().unwrap();
     let status = t.status.clone().unwrap();
     assert_eq!(status.generation.as_deref(), Some(version.as_str()));
-    let ready: Vec<String> = release
-        .relay_pods()
-        .await
-        .iter()
-        .filter(|p| is_ready(p))
-        .map(|p| p.name_any())
-        .collect();
+    let ready = release.ready_relays().await;
     let n = ready.len();
     assert_eq!(status.relays_serving, Some(format!("{n}/{n}")));
     for pod in &ready {
