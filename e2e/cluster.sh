@@ -89,10 +89,12 @@ suite() { E2E_TABLE_SOURCE=$1 cargo test --locked -p e2e "${@:2}" -- --test-thre
 step "the suite, against the in-cluster operator and relay (watch mode)"
 suite watch
 
-step "helm upgrade to a mounted table; the propagation figure again"
+step "helm upgrade to a mounted table; the propagation figure and the RoutingTable again"
 "$HELM" upgrade "$release" "${chart[@]}" --reset-then-reuse-values --set relay.tableSource=mount >/dev/null
 kubectl -n "$ns" rollout status deploy/mailroute-relay --timeout=300s
 suite mount --test in_cluster a_change_reaches_every_relay_pod
+# Mounted relays report what they serve too.
+suite mount --test propagation kubectl_wait_returns
 
 step "helm upgrade back to watch"
 "$HELM" upgrade "$release" "${chart[@]}" --reset-then-reuse-values --set relay.tableSource=watch >/dev/null
