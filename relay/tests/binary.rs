@@ -292,8 +292,9 @@ async fn sigterm_keeps_accepting_for_the_shutdown_delay_then_exits() {
         .spawn()
         .unwrap();
     wait_ready(http).await;
-    let term = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+    // The shell's own kill: a minimal Debian has no kill(1) (procps).
+    let term = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
         .status()
         .unwrap();
     assert!(term.success());
