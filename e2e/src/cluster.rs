@@ -319,12 +319,9 @@ pub async fn move_ann_to_b(release: &Release) {
 
 /// The published table's version (its manifest's content hash).
 pub async fn published_version(release: &Release) -> String {
-    let files = crate::published_files(&release.client, &release.namespace)
+    crate::table_version(&release.client, &release.namespace)
         .await
-        .unwrap();
-    let manifest =
-        routing::table::Manifest::from_json(&files[routing::table::MANIFEST_KEY]).unwrap();
-    manifest.version
+        .unwrap()
 }
 
 /// Waits until the operator has compiled the release namespace as it is

@@ -363,6 +363,17 @@ pub async fn wait_for_propagation(
     }
 }
 
+/// The version (content hash) of the namespace's published table.
+pub async fn table_version(client: &Client, ns: &str) -> Result<String> {
+    let files = published_files(client, ns).await?;
+    let manifest = files
+        .get(routing::table::MANIFEST_KEY)
+        .context("no table published")?;
+    Ok(routing::table::Manifest::from_json(manifest)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .version)
+}
+
 /// Events of the namespace as (type, reason, regarding name).
 pub async fn events(client: &Client, ns: &str) -> Result<Vec<(String, String, String)>> {
     let ar = kube::api::ApiResource::erase::<k8s_openapi::api::events::v1::Event>(&());

@@ -127,7 +127,7 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
     assert_eq!(firsts(), 1, "sink a: {:?}", got_a.lock().unwrap());
 
     // The RoutingTable: the published generation, served by the one relay.
-    let version = published_version_of(&ns).await;
+    let version = table_version(&ns.client, &ns.name).await.unwrap();
     let table = wait_for_propagation(
         &ns.client,
         &ns.name,
@@ -173,7 +173,7 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
         took.as_secs_f64()
     );
     // ... and the RoutingTable says so: kubectl wait returns.
-    let version = published_version_of(&ns).await;
+    let version = table_version(&ns.client, &ns.name).await.unwrap();
     kubectl(&[
         "wait",
         "-n",
@@ -208,12 +208,4 @@ spec: {{targetAddress: ann@a.example.test, proxyAddresses: [ann@example.test]}}
         format!("{:.3}\n", took.as_secs_f64()),
     )
     .unwrap();
-}
-
-/// The version of the namespace's published table, from its manifest.
-async fn published_version_of(ns: &TestNamespace) -> String {
-    let files = published_files(&ns.client, &ns.name).await.unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&files[routing::table::MANIFEST_KEY]).unwrap();
-    manifest["version"].as_str().unwrap().to_owned()
 }

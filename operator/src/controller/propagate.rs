@@ -56,9 +56,13 @@ impl Tracker {
     pub fn published(&self, ns: &str, mut p: Published, earlier: Option<&RoutingTable>) {
         {
             let mut all = self.published.lock().expect("published lock");
-            let same = |old: &Published| old.generation == p.generation;
-            match all.get(ns) {
-                Some(Some((old, _))) if same(old) => p.published_at = old.published_at.clone(),
+            let at = match all.get(ns) {
+                // The same generation again: its first publication stands.
+                Some(Some((old, at))) if old.generation == p.generation => {
+                    p.published_at = old.published_at.clone();
+                    *at
+                }
+                // New to this replica: perhaps published by the leader before.
                 _ => {
                     let status = earlier.and_then(|t| t.status.as_ref());
                     if let Some(s) = status.filter(|s| s.generation.as_ref() == Some(&p.generation))
@@ -66,11 +70,8 @@ impl Tracker {
                     {
                         p.published_at = at.clone();
                     }
+                    Instant::now()
                 }
-            }
-            let at = match all.get(ns) {
-                Some(Some((old, at))) if old.generation == p.generation => *at,
-                _ => Instant::now(),
             };
             all.insert(ns.to_owned(), Some((p, at)));
         }

@@ -65,21 +65,18 @@ pub fn operator_status(
             published.config_maps, published.bytes
         ),
     );
-    let reconciling = if propagation.status == "True" {
-        (
-            RECONCILING,
-            "False",
-            propagation.reason,
-            propagation.message.clone(),
-        )
+    let reconciling_status = if propagation.status == "True" {
+        "False"
     } else {
-        (
-            RECONCILING,
-            "True",
-            propagation.reason,
-            propagation.message.clone(),
-        )
+        "True"
     };
+    let reconciling = (
+        RECONCILING,
+        reconciling_status,
+        propagation.reason,
+        propagation.message.clone(),
+    );
+
     let conditions = [
         published_condition,
         (
