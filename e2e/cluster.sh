@@ -76,7 +76,7 @@ chart=(charts/mailroute -n "$ns"
   --set operator.image.pullPolicy=Never --set relay.image.pullPolicy=Never)
 installed=$SECONDS
 "$HELM" install "$release" "${chart[@]}" --set relay.tableSource=watch --set relay.service.type=NodePort \
-  --set "operator.extraSelfAddresses={$self_names}" >/dev/null
+  --set "operator.extraSelfAddresses={$self_names}" --set operator.reportDeadlineSeconds=15 >/dev/null
 kubectl -n "$ns" rollout status deploy/mailroute-operator --timeout=180s
 figure "helm install -> operator pods Ready: $((SECONDS - installed)) s"
 

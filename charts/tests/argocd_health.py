@@ -105,7 +105,7 @@ FIXED += [
         cond("Propagated", "False", "RelaysBehind", "1 of 2 Ready relay pod(s) do not serve generation 0123456789ab: r-2 (serves fedcba987654)")]),
      "status": "Progressing", "message": "RelaysBehind: 1 of 2"},
     {"name": "RoutingTable: a relay not reporting", "obj": routing_table([PUBLISHED,
-        cond("Propagated", "Unknown", "RelaysNotReporting", "1 Ready relay pod(s) have not reported what they serve: r-2")]),
+        cond("Propagated", "Unknown", "RelaysNotReporting", "1 Ready relay pod(s) have not reported serving generation 0123456789ab within 120 s (each may serve it and be unable to report: see its log): r-2 (no report)")]),
      "status": "Progressing", "message": "RelaysNotReporting"},
     {"name": "RoutingTable: propagated", "obj": routing_table([PUBLISHED,
         cond("Propagated", "True", "AllRelaysServing", "2 of 2 Ready relay pod(s) serve generation 0123456789ab")]),

@@ -74,6 +74,26 @@ impl Release {
         SocketAddr::new(ip.parse().unwrap(), port as u16)
     }
 
+    /// Applies the chart again as it is installed (`helm upgrade
+    /// --reuse-values --force-conflicts`): how an operator of the cluster
+    /// puts back an RBAC rule someone removed by hand.
+    pub fn reapply_chart(&self) {
+        let helm = std::process::Command::new(env("E2E_HELM"))
+            .args([
+                "upgrade",
+                &env("E2E_RELEASE"),
+                &crate::repo().join("charts/mailroute").display().to_string(),
+            ])
+            .args(["-n", &self.namespace, "--reuse-values", "--force-conflicts"])
+            .output()
+            .unwrap();
+        assert!(
+            helm.status.success(),
+            "helm upgrade: {}",
+            String::from_utf8_lossy(&helm.stderr)
+        );
+    }
+
     pub async fn relay_pods(&self) -> Vec<Pod> {
         pods(
             &self.client,
@@ -349,6 +369,23 @@ pub async fn settle(release: &Release) {
             "relay pods {behind:?} never served {version}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (10 s at most) until sink `sink` in `sinks_ns` logged a message
+/// with `subject`.
+pub async fn wait_for_subject(client: &Client, sinks_ns: &str, sink: &str, subject: &str) {
+    let start = Instant::now();
+    while !sink_subjects(client, sinks_ns, sink)
+        .await
+        .iter()
+        .any(|s| s == subject)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sink {sink} never logged {subject:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

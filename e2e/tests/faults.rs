@@ -167,25 +167,7 @@ async fn an_operator_whose_rbac_is_cut_says_so_and_recovers_when_it_returns() {
 
     // The rule returns as it would in practice: the chart is applied again.
     let restored = Instant::now();
-    let helm = Command::new(env("E2E_HELM"))
-        .args([
-            "upgrade",
-            &env("E2E_RELEASE"),
-            &repo().join("charts/mailroute").display().to_string(),
-        ])
-        .args([
-            "-n",
-            &release.namespace,
-            "--reuse-values",
-            "--force-conflicts",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        helm.status.success(),
-        "helm upgrade: {}",
-        String::from_utf8_lossy(&helm.stderr)
-    );
+    release.reapply_chart();
     assert_eq!(
         roles
             .get(&release.operator)

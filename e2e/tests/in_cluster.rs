@@ -113,7 +113,7 @@ async fn mail_from_a_client_pod_and_from_the_host_reaches_the_sinks_as_routed() 
         log.contains("550") && log.contains("nobody-exit=55"),
         "the unknown recipient: {log}"
     );
-    wait_for_subject(&sinks, "a", "from-a-pod").await;
+    wait_for_subject(&sinks.client, &sinks.name, "a", "from-a-pod").await;
 
     // From the host, through the NodePort.
     let relay = release.relay_node_port().await.to_string();
@@ -140,7 +140,7 @@ async fn mail_from_a_client_pod_and_from_the_host_reaches_the_sinks_as_routed() 
         replies[0].starts_with("250") && replies[1].starts_with("452 4.5.3"),
         "{replies:?}"
     );
-    wait_for_subject(&sinks, "a", "from-the-host").await;
+    wait_for_subject(&sinks.client, &sinks.name, "a", "from-the-host").await;
 
     // Rewritten as routed: the sink saw the contact's target.
     let log = sink_log(&sinks, "a").await;
@@ -204,21 +204,6 @@ async fn sink_log(sinks: &TestNamespace, name: &str) -> String {
     all
 }
 
-async fn wait_for_subject(sinks: &TestNamespace, sink: &str, subject: &str) {
-    let start = Instant::now();
-    while !sink_subjects(&sinks.client, &sinks.name, sink)
-        .await
-        .iter()
-        .any(|s| s == subject)
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "sink {sink} never logged {subject:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Apply → every relay pod serves the new table → mail goes the new way,
 /// timed (relay.tableSource as E2E_TABLE_SOURCE says: watch or mount).
 #[tokio::test]
@@ -276,7 +261,7 @@ async fn a_change_reaches_every_relay_pod_and_mail_follows_it() {
             rcpt.starts_with("250") && done.is_some_and(|d| d.starts_with("250")),
             "{rcpt}"
         );
-        wait_for_subject(&sinks, "b", &subject).await;
+        wait_for_subject(&sinks.client, &sinks.name, "b", &subject).await;
     }
     let figure = format!(
         "apply -> relays serve it ({source}): published {:.2} s, all {} relay pods serving {:.2} s",

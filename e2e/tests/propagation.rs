@@ -1,12 +1,16 @@
 //! The RoutingTable on a real cluster (e2e/run.sh cluster): every relay pod
 //! of the chart reports the generation it serves, `kubectl wait
 //! --for=condition=Propagated` returns after an apply, and times out while
-//! a relay pod is stuck on an old table; the pod's entry goes with the pod.
+//! a relay pod is stuck on an old table; the pod's entry goes with the pod;
+//! relays whose RBAC to report is cut serve the new table all the same and
+//! the RoutingTable says Unknown for them, not False (e2e/cluster.sh sets
+//! the operator's report deadline to 15 s).
 
 use e2e::cluster::*;
 use e2e::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, DeleteParams, PostParams};
+use k8s_openapi::api::rbac::v1::Role;
+use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -152,6 +156,108 @@ async fn a_relay_pod_stuck_on_an_old_table_holds_propagated_false_until_it_is_go
     let _ = Api::<ConfigMap>::namespaced(release.client.clone(), &ns)
         .delete(FROZEN, &DeleteParams::default())
         .await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(e2e_cluster),
+    ignore = "needs the chart installed on a cluster: e2e/run.sh cluster"
+)]
+async fn relays_that_cannot_report_serve_the_new_table_and_show_as_unknown() {
+    let release = Release::from_env().await;
+    let ns = release.namespace.clone();
+    let sinks = sinks_and_routing(&release).await;
+    let roles = Api::<Role>::namespaced(release.client.clone(), &ns);
+    let role = roles.get(&release.relay).await.unwrap();
+    let index = role
+        .rules
+        .iter()
+        .flatten()
+        .position(|r| {
+            r.resources
+                .as_ref()
+                .is_some_and(|res| res.iter().any(|x| x == "routingtables/status"))
+        })
+        .expect("the relay's RoutingTable rule");
+    let patch = |ops: serde_json::Value| Patch::<()>::Json(serde_json::from_value(ops).unwrap());
+    roles
+        .patch(
+            &release.relay,
+            &PatchParams::default(),
+            &patch(json!([{"op": "remove", "path": format!("/rules/{index}")}])),
+        )
+        .await
+        .unwrap();
+
+    // The change reaches every relay (settle reads each pod's /readyz)...
+    move_ann_to_b(&release).await;
+    settle(&release).await;
+    let version = published_version(&release).await;
+    // ...and mail goes the new way...
+    let relay = release.relay_node_port().await.to_string();
+    let (rcpt, done) = send(&relay, "host@e2e.test", "ann@example.test", "unreported")
+        .await
+        .unwrap();
+    assert!(rcpt.starts_with("250") && done.is_some(), "{rcpt} {done:?}");
+    wait_for_subject(&sinks.client, &sinks.name, "b", "unreported").await;
+    // ...but nothing says so: past the deadline the RoutingTable does not
+    // guess either way.
+    let t = wait_for_propagation(
+        &release.client,
+        &ns,
+        Some(&version),
+        "Unknown",
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    let (_, reason, message) = table_condition(&t, "Propagated").unwrap();
+    assert_eq!(reason, "RelaysNotReporting", "{message}");
+    let ready = release.ready_relays().await;
+    for pod in &ready {
+        assert!(message.contains(pod.as_str()), "{pod}: {message}");
+    }
+    let line = kubectl(&["get", "routingtables", "-n", &ns]);
+    assert!(line.contains(&format!("0/{}", ready.len())), "{line}");
+    // Each relay says why in its log.
+    let pods = Api::<Pod>::namespaced(release.client.clone(), &ns);
+    let log = pods
+        .logs(
+            &ready[0],
+            &LogParams {
+                tail_lines: Some(200),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        log.contains("cannot report what this relay serves") && log.contains("forbidden"),
+        "{log}"
+    );
+
+    // The rule returns as the chart is applied again: the relays' retries
+    // report, and it is True again.
+    let restored = Instant::now();
+    release.reapply_chart();
+    assert_eq!(roles.get(&release.relay).await.unwrap().rules, role.rules);
+    wait_for_propagation(
+        &release.client,
+        &ns,
+        Some(&version),
+        "True",
+        Duration::from_secs(120),
+    )
+    .await
+    .unwrap();
+    let figure = format!(
+        "relay reporting RBAC cut: Propagated Unknown (RelaysNotReporting) while mail flows the new way; \
+         True {:.1} s after the rule returned (the relays' retry backoff)",
+        restored.elapsed().as_secs_f64()
+    );
+    eprintln!("{figure}");
+    record_figure(&figure);
+    apply_routing(&release, &sinks.name).await;
 }
 
 /// A relay pod under the chart's relay ServiceAccount, compiling one

@@ -78,7 +78,7 @@ enum Command {
     Crds,
     /// Run the controller: compile every watched namespace into its
     /// published table and write each object's status.
-    Operator(operator::controller::Options),
+    Operator(Box<operator::controller::Options>),
     /// Delete the published tables' ConfigMaps and the leader Lease (the
     /// Helm chart runs this after `helm uninstall`, once the operator is gone).
     Cleanup(operator::cleanup::Options),
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(anyhow::Error::from)
-                .and_then(|rt| rt.block_on(operator::controller::run(options)))
+                .and_then(|rt| rt.block_on(operator::controller::run(*options)))
                 .map(|()| ExitCode::SUCCESS)
         }
         Command::Cleanup(options) => tokio::runtime::Builder::new_current_thread()

@@ -151,6 +151,7 @@ impl Caches {
                 namespace: p.namespace().unwrap_or_default(),
                 name: p.name_any(),
                 ready: is_ready(p),
+                ready_since: ready_since(p),
             })
             .collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
@@ -207,6 +208,13 @@ fn is_ready(pod: &Pod) -> bool {
             .as_ref()
             .and_then(|s| s.conditions.as_ref())
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// When the pod's Ready condition last changed (to True, if it is Ready).
+fn ready_since(pod: &Pod) -> Option<k8s_openapi::jiff::Timestamp> {
+    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
+    let ready = conditions.iter().find(|c| c.type_ == "Ready")?;
+    ready.last_transition_time.as_ref().map(|t| t.0)
 }
 
 async fn ready<K: Resource + Clone>(stores: &[Store<K>])

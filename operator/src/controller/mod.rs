@@ -63,6 +63,14 @@ pub struct Options {
     /// published generation. Unset: every relay that reports counts.
     #[arg(long, env = "MAILROUTE_RELAY_NAMESPACE")]
     pub relay_namespace: Option<String>,
+    /// Seconds a Ready relay pod may take to report a newly published
+    /// generation (from its publication, or from when the pod became Ready
+    /// if later). Past it, a relay whose last report names an older
+    /// generation is counted as not reporting (Propagated Unknown), not as
+    /// behind: it may serve the new table and be unable to write. Leave
+    /// room for the kubelet's ConfigMap sync when relays mount the table.
+    #[arg(long, env = "MAILROUTE_REPORT_DEADLINE", default_value_t = 120)]
+    pub report_deadline: u64,
     /// The relay's Service (`NAME` in the operator's namespace, or `NAMESPACE/NAME`):
     /// its DNS names and addresses count as the relay itself for ForwardsToSelf.
     #[arg(long, env = "MAILROUTE_RELAY_SERVICE")]
@@ -216,6 +224,7 @@ pub async fn run_with(
         table_name: o.table_name.clone(),
         relay_namespace: o.relay_namespace.clone(),
         status_concurrency: o.status_concurrency,
+        report_deadline: Duration::from_secs(o.report_deadline),
         ..Settings::default()
     };
     let mut ctx = Context::new(

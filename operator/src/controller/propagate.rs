@@ -17,7 +17,7 @@ use super::routing_table::{self as rt, Published};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use routing::crd::RoutingTable;
-use routing::propagation::{assess, relay_field_manager};
+use routing::propagation::{Timing, assess, relay_field_manager};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,6 +34,8 @@ pub struct Tracker {
     published: Mutex<HashMap<String, Option<(Published, Instant)>>>,
     /// The generation whose propagation time was recorded, per namespace.
     measured: Mutex<HashMap<String, String>>,
+    /// When a recheck is due, per namespace (one timer at a time).
+    rechecks: Mutex<HashMap<String, Instant>>,
     /// One RoutingTable writer at a time per namespace.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     wake: mpsc::UnboundedSender<String>,
@@ -45,6 +47,7 @@ impl Tracker {
         let tracker = Tracker {
             published: Mutex::default(),
             measured: Mutex::default(),
+            rechecks: Mutex::default(),
             locks: Mutex::default(),
             wake,
         };
@@ -89,6 +92,25 @@ impl Tracker {
 
     pub fn wake(&self, ns: &str) {
         let _ = self.wake.send(ns.to_owned());
+    }
+
+    /// Wakes the writer for `ns` after `after`, unless a wake is already
+    /// due by then.
+    fn recheck(&self, ns: &str, after: Duration) {
+        let due = Instant::now() + after + SETTLE;
+        {
+            let mut rechecks = self.rechecks.lock().expect("rechecks lock");
+            let now = Instant::now();
+            if rechecks.get(ns).is_some_and(|d| *d > now && *d <= due) {
+                return;
+            }
+            rechecks.insert(ns.to_owned(), due);
+        }
+        let (wake, ns) = (self.wake.clone(), ns.to_owned());
+        tokio::spawn(async move {
+            tokio::time::sleep_until(due.into()).await;
+            let _ = wake.send(ns);
+        });
     }
 
     fn lock_for(&self, ns: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -179,14 +201,24 @@ async fn sync(ctx: &Context, ns: &str) -> kube::Result<()> {
     let reports = status.map_or(&[][..], |s| &s.relays[..]);
     let pods = ctx.caches.relay_pods(ns);
     let relay_ns = ctx.settings.relay_namespace.as_deref().unwrap_or(ns);
+    let now = (ctx.clock)();
+    let timing = Timing {
+        published_at: published.published_at.0,
+        now: now.0,
+        deadline: ctx.settings.report_deadline,
+    };
     let propagation = assess(
         Some(&published.generation),
         relay_ns,
         reports,
         pods.as_deref(),
+        &timing,
     );
+    if let Some(after) = propagation.recheck_after {
+        ctx.published.recheck(ns, after);
+    }
     let old = status.map_or(&[][..], |s| &s.conditions[..]);
-    let wanted = rt::operator_status(&published, &propagation, old, &(ctx.clock)());
+    let wanted = rt::operator_status(&published, &propagation, old, &now);
     if !rt::is_current(status, &wanted) {
         api.patch_status(name, &apply, &Patch::Apply(rt::status_body(name, &wanted)))
             .await?;

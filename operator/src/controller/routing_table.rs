@@ -165,10 +165,19 @@ pub fn removal_body(name: &str) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use routing::propagation::{BEHIND, assess};
+    use routing::propagation::{BEHIND, Timing, assess};
 
     fn time(s: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(s).unwrap())
+    }
+
+    /// Published at 100 s, assessed at 110 s.
+    fn timing() -> Timing {
+        Timing {
+            published_at: time(100).0,
+            now: time(110).0,
+            deadline: std::time::Duration::from_secs(120),
+        }
     }
 
     fn published() -> Published {
@@ -187,7 +196,7 @@ mod tests {
 
     #[test]
     fn behind_relays_make_it_reconciling_and_not_propagated() {
-        let p = assess(Some("0123456789abcdef"), "mail", &[], None);
+        let p = assess(Some("0123456789abcdef"), "mail", &[], None, &timing());
         let s = operator_status(&published(), &p, &[], &time(200));
         let by_type = |t: &str| s.conditions.iter().find(|c| c.type_ == t).unwrap();
         assert_eq!(by_type(PUBLISHED).status, "True");
@@ -208,7 +217,7 @@ mod tests {
             generation: Some("old".into()),
             ..Default::default()
         }];
-        let p = assess(Some("0123456789abcdef"), "mail", &reports, None);
+        let p = assess(Some("0123456789abcdef"), "mail", &reports, None, &timing());
         assert_eq!(p.reason, BEHIND);
         let first = operator_status(&published(), &p, &[], &time(200));
         let again = operator_status(&published(), &p, &first.conditions, &time(300));
@@ -218,7 +227,7 @@ mod tests {
 
     #[test]
     fn relay_entries_do_not_make_a_status_differ() {
-        let p = assess(Some("0123456789abcdef"), "mail", &[], None);
+        let p = assess(Some("0123456789abcdef"), "mail", &[], None, &timing());
         let wanted = operator_status(&published(), &p, &[], &time(200));
         let mut current = wanted.clone();
         current.relays.push(routing::crd::RelayReport::default());
