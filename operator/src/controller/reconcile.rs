@@ -11,7 +11,7 @@ use super::propagate::{self, Tracker};
 use super::publish::{self, FIELD_MANAGER};
 use super::routing_table::{Published, count_objects};
 use super::status::{self, StatusUpdate};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
@@ -36,6 +36,9 @@ pub struct Settings {
     pub relay_namespace: Option<String>,
     /// Status writes in flight at once (each is one small PATCH).
     pub status_concurrency: usize,
+    /// `--report-deadline`: how long a Ready relay pod may take to report
+    /// a new generation before Propagated reads it as not reporting.
+    pub report_deadline: Duration,
     /// First and largest wait after a transient error.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -47,6 +50,7 @@ impl Default for Settings {
             table_name: "mailroute-table".into(),
             relay_namespace: None,
             status_concurrency: 8,
+            report_deadline: Duration::from_secs(120),
             backoff_min: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
         }
@@ -309,18 +313,25 @@ async fn write_statuses(
         let current = snapshot.current.get(&(r.kind, r.name.clone()));
         status::update(r, current.unwrap_or(&none), &now).map(|u| (u, how))
     });
-    let mut writes = futures::stream::iter(updates)
-        .map(|(u, how)| write_status(ns, ctx, u, how))
-        .buffered(ctx.settings.status_concurrency.max(1));
-    let mut first_error = None;
-    while let Some(result) = writes.next().await {
-        if let Err(e) = result {
-            first_error.get_or_insert(e);
+    // Unordered: one slow write must not hold the others' slots (ordered
+    // buffering keeps a finished write's slot until every earlier one is
+    // done). Writes start in the objects' order; the error returned is the
+    // one of the earliest started, whatever order they finish in.
+    let mut writes = futures::stream::iter(updates.enumerate())
+        .map(|(i, (u, how))| write_status(ns, ctx, u, how).map(move |r| (i, r)))
+        .buffer_unordered(ctx.settings.status_concurrency.max(1));
+    let mut first_error: Option<(usize, Error)> = None;
+    while let Some((i, result)) = writes.next().await {
+        if let Err(e) = result
+            && first_error.as_ref().is_none_or(|(j, _)| i < *j)
+        {
+            first_error = Some((i, e));
         }
         if newer() {
-            return first_error.map_or(Ok(false), Err);
+            return first_error.map_or(Ok(false), |(_, e)| Err(e));
         }
     }
+    let first_error = first_error.map(|(_, e)| e);
     if first_error.is_none() {
         let mut memo = ctx.unreadable_written.lock().expect("unreadable lock");
         memo.retain(|(n, ..)| n != ns);
