@@ -14,6 +14,7 @@ pub mod downstream;
 pub mod http;
 pub mod io;
 pub mod lines;
+pub mod memory;
 pub mod metrics;
 pub mod networks;
 pub mod proxy;

@@ -179,6 +179,7 @@ fn extra_roots(path: Option<&PathBuf>) -> anyhow::Result<Vec<CertificateDer<'sta
 }
 
 fn main() -> ExitCode {
+    relay::memory::limit_arenas();
     match run(Options::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -100,7 +100,7 @@ impl Tables {
         match result {
             Ok(t) => {
                 self.serve(&t.version);
-                self.current.store(Some(t.clone()));
+                drop(self.current.swap(Some(t.clone())));
                 self.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 self.last_reload_ok.store(1, Ordering::Relaxed);
             }
@@ -114,6 +114,7 @@ impl Tables {
                 self.last_reload_ok.store(0, Ordering::Relaxed);
             }
         }
+        crate::memory::release_freed();
     }
 }
 
