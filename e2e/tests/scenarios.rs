@@ -53,6 +53,7 @@ const SCENARIOS: &[&str] = &[
     "3-shared-address-space.yaml",
     "4-mail-switch.yaml",
     "5-most-specific.yaml",
+    "6-gateway.yaml",
     "broken/rewrite-cycle.yaml",
     "broken/forwards-to-self.yaml",
     "broken/conflicts.yaml",

@@ -74,7 +74,7 @@ fn check_passes_on_the_examples() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v = json(&out);
     let objects = v["objects"].as_array().unwrap();
-    assert_eq!(objects.len(), 24);
+    assert_eq!(objects.len(), 29);
     for o in objects {
         let types: Vec<&str> = o["conditions"]
             .as_array()
@@ -167,6 +167,18 @@ fn examples_trace_as_their_readme_says() {
     assert_eq!(
         trace("most-specific", "x@eu.corp.example", false),
         rep("554 5.7.1")
+    );
+    assert_eq!(
+        trace("gateway", "Ann.Smith@example.com", false),
+        fwd("mailbox-server", "Ann.Smith@example.com")
+    );
+    assert_eq!(
+        trace("gateway", "postmaster@example.com", false),
+        fwd("mailbox-server", "ann@example.com")
+    );
+    assert_eq!(
+        trace("gateway", "nobody@example.com", false),
+        rep("550 5.1.1")
     );
 }
 
@@ -452,7 +464,7 @@ items:
 /// never "0 objects, all ready" (a CI job must not pass on a typo).
 #[test]
 fn a_namespace_or_path_without_objects_is_an_error() {
-    let names = "(namespaces in examples/: alias-table, domain-reroute, mail-switch, most-specific, shared-space)";
+    let names = "(namespaces in examples/: alias-table, domain-reroute, gateway, mail-switch, most-specific, shared-space)";
     for args in [
         &["check", "-f", "examples/", "-n", "alias-tabel"][..],
         &[

@@ -133,6 +133,8 @@ enum ContactStep {
     /// Out of the contacts: this address, after this many rewrites, goes to
     /// a connector or is refused.
     Ends(Address, u32),
+    /// No target: forwarded as addressed, never rewritten (no edge).
+    AsAddressed,
     /// The target does not parse (the compiler refuses such contacts).
     Invalid,
 }
@@ -178,7 +180,10 @@ fn find_contact_cycles(routing: &RoutingTable, problems: &mut Problems) -> (Vec<
     }
     let steps: Vec<ContactStep> = first_entry
         .iter()
-        .map(|&e| contact_step(routing, &table.addresses[e].target, &entry_contact))
+        .map(|&e| match &table.addresses[e] {
+            a if a.as_addressed() => ContactStep::AsAddressed,
+            a => contact_step(routing, &a.target, &entry_contact),
+        })
         .collect();
     let (state, cycles) = find_cycles(first_entry.len(), |i| match &steps[i] {
         ContactStep::Contact(j, _) => Some(*j),
@@ -375,9 +380,21 @@ fn relayed_spaces(routing: &RoutingTable, problems: &mut Problems) {
 }
 
 /// A connector other than `*` that covers part of an authoritative space:
-/// unknown recipients there are refused, never sent to it.
+/// unknown recipients there are refused, never sent to it. Not a conflict
+/// where the space has recipients forwarded as addressed in that part: that
+/// is the gateway pattern (the listed recipients go to the mailbox servers
+/// behind the connector; everyone else is refused).
 fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) {
     let table = routing.table();
+    // The domains of recipients forwarded as addressed, once each.
+    let mut gateway_domains: Vec<&str> = table
+        .addresses
+        .iter()
+        .filter(|a| a.as_addressed())
+        .map(|a| a.address.rsplit_once('@').map_or("", |(_, d)| d))
+        .collect();
+    gateway_domains.sort_unstable();
+    gateway_domains.dedup();
     for c in &table.connectors {
         for (pattern, _) in &c.address_spaces {
             if *pattern == crate::pattern::DomainPattern::Any {
@@ -392,6 +409,12 @@ fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) 
                 };
                 if routing.space_index(&rep) != Some(si as u32) {
                     continue; // a more specific space governs the overlap
+                }
+                let gateway = gateway_domains
+                    .iter()
+                    .any(|d| pattern.matches(d) && routing.space_index(d) == Some(si as u32));
+                if gateway {
+                    continue;
                 }
                 problems.add(
                     Kind::AddressSpace,
@@ -416,13 +439,18 @@ fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) 
     }
 }
 
-/// Every contact's target must be deliverable (DESIGN.md §4 NoRoute).
+/// Every contact's target must be deliverable (DESIGN.md §4 NoRoute), and
+/// so must every address of a contact forwarded as addressed.
 fn contact_routes(routing: &RoutingTable, contacts: &Contacts, problems: &mut Problems) {
     for (id, &e) in contacts.first_entry.iter().enumerate() {
         if contacts.looping[id] {
             continue;
         }
         let a = &routing.table().addresses[e];
+        if let ContactStep::AsAddressed = contacts.steps[id] {
+            as_addressed_routes(routing, e, problems);
+            continue;
+        }
         // Where the walk left off: the end of the target's own rewrites, or
         // (through other contacts) the target itself.
         let (start, rewrites) = match &contacts.steps[id] {
@@ -431,7 +459,9 @@ fn contact_routes(routing: &RoutingTable, contacts: &Contacts, problems: &mut Pr
                 Ok(t) => (t, 1),
                 Err(_) => continue,
             },
-            ContactStep::AliasCycle(_) | ContactStep::Invalid => continue,
+            ContactStep::AliasCycle(_) | ContactStep::AsAddressed | ContactStep::Invalid => {
+                continue;
+            }
         };
         let decision = routing.resolve_address(start.clone(), &a.target, true, rewrites, &mut ());
         let Decision::Reply(reply) = decision else {
@@ -460,5 +490,40 @@ fn contact_routes(routing: &RoutingTable, contacts: &Contacts, problems: &mut Pr
                 steps.last().map(String::as_str).unwrap_or("")
             ),
         );
+    }
+}
+
+/// A contact forwarded as addressed: each of its addresses (entries from
+/// `first`, next to each other) must reach a connector that is not this
+/// relay; one problem per contact names those that cannot.
+fn as_addressed_routes(routing: &RoutingTable, first: usize, problems: &mut Problems) {
+    let table = routing.table();
+    let contact = &table.addresses[first].contact;
+    let mine = table.addresses[first..]
+        .iter()
+        .take_while(|a| Arc::ptr_eq(&a.contact, contact));
+    let mut failing: Vec<(Reason, String)> = Vec::new();
+    for a in mine {
+        let Decision::Reply(reply) = routing.resolve(&a.address, true) else {
+            continue;
+        };
+        let (_, steps) = routing.trace(&a.address, true);
+        let reason = match reply.reason {
+            ReplyReason::ForwardsToSelf => Reason::ForwardsToSelf,
+            _ => Reason::NoRoute,
+        };
+        failing.push((
+            reason,
+            format!(
+                "{} is forwarded as addressed but {} {} ({})",
+                a.address,
+                reply.code,
+                reply.enhanced,
+                steps.last().map(String::as_str).unwrap_or("")
+            ),
+        ));
+    }
+    for (reason, message) in failing {
+        problems.add(Kind::MailContact, contact, reason, message);
     }
 }

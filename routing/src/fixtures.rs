@@ -72,12 +72,19 @@ pub fn contact(name: &str, proxies: &[&str], target: &str) -> MailContact {
     MailContact {
         metadata: meta(name),
         spec: MailContactSpec {
-            target_address: target.into(),
+            target_address: Some(target.into()),
             proxy_addresses: proxies.iter().map(|s| s.to_string()).collect(),
             ..Default::default()
         },
         status: None,
     }
+}
+
+/// A contact without a target: a recipient forwarded as addressed.
+pub fn recipient(name: &str, proxies: &[&str]) -> MailContact {
+    let mut c = contact(name, proxies, "unused@example.invalid");
+    c.spec.target_address = None;
+    c
 }
 
 /// A contact with given name and surname, for policies.

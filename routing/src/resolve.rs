@@ -158,6 +158,17 @@ impl RoutingTable {
                     }
                     return self.route(addr, original, rewritten, t);
                 }
+                Next::Contact(space, contact) if contact.as_addressed() => {
+                    t.note(|| accepted_by(&addr, space));
+                    t.note(|| {
+                        format!(
+                            "{} is an address of MailContact/{}, a recipient known here: forwarded as addressed",
+                            addr.key(),
+                            contact.contact
+                        )
+                    });
+                    return self.route(addr, original, rewritten, t);
+                }
                 Next::Contact(space, contact) => {
                     accepted = true;
                     t.note(|| accepted_by(&addr, space));

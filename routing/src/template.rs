@@ -214,7 +214,7 @@ mod tests {
 
     fn contact() -> MailContactSpec {
         MailContactSpec {
-            target_address: "x@y.z".into(),
+            target_address: Some("x@y.z".into()),
             given_name: Some("Ann-Marie".into()),
             surname: Some("O'Neil Smith".into()),
             initials: Some("AM".into()),

@@ -560,3 +560,70 @@ fn reports_are_deterministic_whatever_the_input_order() {
         routing::table::encode(b.table())
     );
 }
+
+#[test]
+fn a_connector_serving_known_recipients_of_an_authoritative_space_is_no_conflict() {
+    // The gateway pattern: example.com is authoritative, its listed
+    // recipients go on to the mailbox server as addressed.
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example", "example.com"));
+    o.address_spaces.push(authoritative("other", "other.com"));
+    o.connectors.push(connector(
+        "mailbox",
+        &[("example.com", 1)],
+        &["[10.0.0.40]"],
+    ));
+    o.connectors
+        .push(connector("other", &[("other.com", 1)], &["[10.0.0.41]"]));
+    o.contacts.push(recipient("ann", &["ann@example.com"]));
+    let c = build(&o);
+    for (kind, name) in [
+        (Kind::AddressSpace, "example"),
+        (Kind::SmtpConnector, "mailbox"),
+        (Kind::MailContact, "ann"),
+    ] {
+        assert_eq!(
+            summary(report(&c, kind, name)),
+            s("True", "False", "False"),
+            "{kind}/{name}"
+        );
+    }
+    let ready = &report(&c, Kind::MailContact, "ann").conditions[0];
+    assert_eq!(ready.message, "1 address(es) forwarded as addressed");
+    // other.com has no such recipient: the connector there is still a conflict.
+    assert_eq!(
+        summary(report(&c, Kind::SmtpConnector, "other")),
+        s(
+            "False/SharedAuthoritativeSpace",
+            "False",
+            "True/SharedAuthoritativeSpace"
+        )
+    );
+}
+
+#[test]
+fn a_known_recipient_that_reaches_no_connector_or_the_relay_itself_is_reported() {
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example", "example.com"));
+    o.address_spaces.push(authoritative("self", "self.example"));
+    o.connectors
+        .push(connector("loop", &[("self.example", 1)], &["[10.9.9.9]"]));
+    o.contacts.push(recipient("ann", &["ann@example.com"]));
+    o.contacts.push(recipient("bob", &["bob@self.example"]));
+    let c = compile(
+        &o,
+        &CompileOptions {
+            self_addresses: vec!["10.9.9.9".into()],
+        },
+    );
+    let ann = report(&c, Kind::MailContact, "ann");
+    assert_eq!(summary(ann), s("False/NoRoute", "False", "False"));
+    assert_eq!(
+        ann.conditions[0].message,
+        "NoRoute: ann@example.com is forwarded as addressed but 451 4.4.0 (no enabled SmtpConnector covers example.com: deferred)"
+    );
+    let bob = report(&c, Kind::MailContact, "bob");
+    assert_eq!(bob.conditions[1].reason, "ForwardsToSelf");
+}

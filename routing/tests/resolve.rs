@@ -420,3 +420,70 @@ fn trace_tells_the_story() {
         ]
     );
 }
+
+/// The gateway pattern: an authoritative space served by a connector, its
+/// known recipients contacts without a target.
+fn gateway() -> Objects {
+    let mut o = Objects::default();
+    o.address_spaces
+        .push(authoritative("example", "example.com"));
+    o.connectors.push(connector(
+        "mailbox",
+        &[("example.com", 1)],
+        &["[10.0.0.40]"],
+    ));
+    o.contacts.push(recipient(
+        "ann",
+        &["ann@example.com", "Ann.Smith@example.com"],
+    ));
+    o.contacts.push(contact(
+        "postmaster",
+        &["postmaster@example.com"],
+        "ann@example.com",
+    ));
+    o.contacts.push(contact(
+        "outside",
+        &["far@example.com"],
+        "Someone@Elsewhere.org",
+    ));
+    o
+}
+
+#[test]
+fn a_known_recipient_without_a_target_is_forwarded_as_addressed() {
+    let c = build(&gateway());
+    // As the sender spelled it.
+    assert_eq!(
+        decide(&c, "ANN.smith@Example.COM", false),
+        fwd("mailbox", "ANN.smith@Example.COM")
+    );
+    assert_eq!(
+        decide(&c, "ann@example.com", false),
+        fwd("mailbox", "ann@example.com")
+    );
+    // A contact that rewrites to a known recipient: the rewritten address.
+    assert_eq!(
+        decide(&c, "postmaster@example.com", false),
+        fwd("mailbox", "ann@example.com")
+    );
+    // Everyone else in the authoritative space is refused.
+    assert_eq!(decide(&c, "nobody@example.com", false), reply("550 5.1.1"));
+    // A target outside: no connector covers it (only the relay networks'
+    // way out would), so it waits.
+    assert_eq!(decide(&c, "far@example.com", false), reply("451 4.4.0"));
+    let (_, steps) = c.routing.trace("ann@example.com", false);
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.contains("MailContact/ann, a recipient known here: forwarded as addressed")),
+        "{steps:?}"
+    );
+}
+
+#[test]
+fn a_known_recipient_with_no_connector_waits() {
+    let mut o = gateway();
+    o.connectors.clear();
+    let c = build(&o);
+    assert_eq!(decide(&c, "ann@example.com", false), reply("451 4.4.0"));
+}

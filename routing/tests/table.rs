@@ -80,7 +80,7 @@ fn large_tables_are_split_into_stable_shards() {
 
     // Changing one contact rewrites one address shard and the manifest only.
     let mut o = organisation(60_000, 10, 20);
-    o.contacts[1234].spec.target_address = "moved@mbx3.example.com".into();
+    o.contacts[1234].spec.target_address = Some("moved@mbx3.example.com".into());
     let changed = encode(&compile(&o, &CompileOptions::default()).routing.into_table());
     assert_eq!(
         changed.manifest.counts.address_shards,

@@ -117,7 +117,8 @@ pub(crate) fn compile(
         }
         stamped[ci].primary = primary;
 
-        let target: Arc<str> = valid.target.as_str().into();
+        // An empty target: delivered as addressed (AddressRoute::as_addressed).
+        let target: Arc<str> = valid.target.as_ref().map_or("", |t| t.as_str()).into();
         let contact_name: Arc<str> = name.into();
         let first_of_mine = addresses.len();
         for a in candidates {

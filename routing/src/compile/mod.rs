@@ -207,12 +207,11 @@ fn report(
     for i in by_name(&objects.contacts, |c| &c.metadata) {
         let c = &objects.contacts[i];
         let s = std::mem::take(&mut stamped[i]);
-        let ready = match s.addresses.len() {
-            0 => format!(
-                "no address resolves to it; its target is {}",
-                c.spec.target_address
-            ),
-            n => format!("{n} address(es) route to {}", c.spec.target_address),
+        let ready = match (s.addresses.len(), &c.spec.target_address) {
+            (0, Some(target)) => format!("no address resolves to it; its target is {target}"),
+            (0, None) => "no address resolves to it".to_owned(),
+            (n, Some(target)) => format!("{n} address(es) route to {target}"),
+            (n, None) => format!("{n} address(es) forwarded as addressed"),
         };
         let mut r = one(Kind::MailContact, &c.metadata, ready);
         r.primary_address = s.primary;

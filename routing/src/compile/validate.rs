@@ -156,13 +156,16 @@ pub(crate) fn policy(p: &RecipientPolicy) -> Result<ValidPolicy, String> {
 
 /// A valid contact: its target and proxy addresses parsed.
 pub(crate) struct ValidContact {
-    pub target: Address,
+    /// None: delivered as addressed.
+    pub target: Option<Address>,
     pub proxies: Vec<Address>,
 }
 
 pub(crate) fn contact(c: &MailContact) -> Result<ValidContact, String> {
-    let target = Address::parse(&c.spec.target_address)
-        .map_err(|e| format!("spec.targetAddress {:?}: {e}", c.spec.target_address))?;
+    let target = match &c.spec.target_address {
+        None => None,
+        Some(t) => Some(Address::parse(t).map_err(|e| format!("spec.targetAddress {t:?}: {e}"))?),
+    };
     // Room for the addresses a policy adds, too.
     let mut proxies = Vec::with_capacity(c.spec.proxy_addresses.len() + 4);
     for (i, a) in c.spec.proxy_addresses.iter().enumerate() {

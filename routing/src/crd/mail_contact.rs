@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
     derive = "PartialEq",
     shortname = "mct",
     category = "mailroute",
-    doc = "A recipient (Exchange contact, sendmail alias): its addresses resolve to targetAddress.",
+    doc = "A recipient (Exchange contact, sendmail alias): its addresses resolve to targetAddress; without one, a recipient known here whose mail is forwarded as addressed.",
     printcolumn = r#"{"name":"Target","type":"string","jsonPath":".spec.targetAddress"}"#,
     printcolumn = r#"{"name":"Primary","type":"string","jsonPath":".status.primaryAddress","priority":1}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -26,9 +26,14 @@ use serde::{Deserialize, Serialize};
 #[serde(rename_all = "camelCase")]
 pub struct MailContactSpec {
     /// Where this contact's mail goes: the envelope recipient is rewritten to
-    /// it and resolved again.
+    /// it and resolved again. Absent: the contact is a recipient known here
+    /// whose mail is forwarded as addressed, through the SmtpConnector that
+    /// covers its domain (a gateway's valid recipient, Postfix's
+    /// `relay_recipient_maps`): in an Authoritative space it is accepted and
+    /// forwarded, where an unknown recipient is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 320), regex(pattern = patterns::ADDRESS))]
-    pub target_address: String,
+    pub target_address: Option<String>,
 
     /// Extra addresses that resolve to this contact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -62,6 +67,11 @@ pub struct MailContactSpec {
 }
 
 impl MailContactSpec {
+    /// Whether its mail is forwarded as addressed (no `targetAddress`).
+    pub fn delivers_as_addressed(&self) -> bool {
+        self.target_address.is_none()
+    }
+
     pub fn applies_recipient_policies(&self) -> bool {
         self.apply_recipient_policies.unwrap_or(true)
     }

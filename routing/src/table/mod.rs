@@ -208,10 +208,20 @@ pub struct AddressRoute {
     pub address: String,
     /// The MailContact object's name (shared by the contact's addresses).
     pub contact: Arc<str>,
-    /// Where the mail goes (validated; local part as written, canonical domain).
+    /// Where the mail goes (validated; local part as written, canonical
+    /// domain); empty: the contact has no target, and its mail is
+    /// forwarded as addressed.
     pub target: Arc<str>,
     /// The analyser proved that this contact's route comes back to it.
     pub loops: bool,
+}
+
+impl AddressRoute {
+    /// A known recipient forwarded unchanged (a MailContact without
+    /// `targetAddress`), rather than rewritten to a target.
+    pub fn as_addressed(&self) -> bool {
+        self.target.is_empty()
+    }
 }
 
 #[cfg(test)]
