@@ -7,7 +7,9 @@
 # contact moved and back). Prints the relay's resident memory after the
 # first load and after the reloads, and its peak (VmHWM), in MiB.
 #
-# Needs: kubectl and a reachable API server (the kit's `up.sh api` will do).
+# Needs: kubectl and a reachable API server with no mailroute operator
+# running (the kit's `up.sh api` will do): an operator deletes ConfigMaps
+# labelled as its own in a namespace without mailroute objects.
 # Usage: bench/relay-memory.sh          (CONTACTS=100000 RELOADS=6)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +20,11 @@ if [ "${MAILROUTE_SMOKE:-0}" = 1 ]; then
   CONTACTS=2000 RELOADS=2
 fi
 kubectl version >/dev/null 2>&1 || { echo "bench/relay-memory.sh: no reachable API server (KUBECONFIG)" >&2; exit 2; }
+if [ -n "$(kubectl get pods -A -l app.kubernetes.io/name=mailroute,app.kubernetes.io/component=operator -o name 2>/dev/null)" ]; then
+  echo "bench/relay-memory.sh: a mailroute operator runs on this cluster and would delete the bench's table" >&2
+  echo "  (ConfigMaps labelled as its own, in a namespace without mailroute objects): use an API server without one" >&2
+  exit 2
+fi
 ns=mailroute-memory-bench
 WORK=$(mktemp -d /tmp/mailroute-memory.XXXXXX)
 pid=
@@ -69,7 +76,7 @@ wait_loads() {
     [ "$(loaded)" = "$1" ] && return 0
     sleep 0.1
   done
-  echo "the relay did not load table $1:" >&2
+  echo "the relay did not load table $1 (did something delete the bench's ConfigMaps?):" >&2
   cat "$WORK/relay.log" >&2
   exit 1
 }
