@@ -247,6 +247,57 @@ pub fn compile(input: &Input, dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn import(
+    source: &crate::ImportSource,
+    namespace: Option<&str>,
+    dir: Option<&Path>,
+) -> Result<ExitCode> {
+    use operator::import::postfix;
+    let read =
+        |path: &str| std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"));
+    let imported = match source {
+        crate::ImportSource::Postfix {
+            main_cf,
+            virtual_alias_maps,
+            transport_maps,
+            relay_recipient_maps,
+            relay_domains,
+        } => {
+            let name = main_cf.display().to_string();
+            let text = read(&name).map_err(anyhow::Error::msg)?;
+            let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+            let overrides = postfix::Overrides {
+                virtual_alias_maps: path(virtual_alias_maps),
+                transport_maps: path(transport_maps),
+                relay_recipient_maps: path(relay_recipient_maps),
+                relay_domains: relay_domains.clone(),
+            };
+            postfix::import(&name, &text, &overrides, &read, namespace)
+                .map_err(anyhow::Error::msg)?
+        }
+    };
+    let documents = imported.documents();
+    match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (file, yaml) in &documents {
+                let path = dir.join(file);
+                std::fs::write(&path, yaml)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        None => {
+            let mut out = std::io::stdout().lock();
+            for (_, yaml) in &documents {
+                out.write_all(b"---\n")?;
+                out.write_all(yaml.as_bytes())?;
+            }
+        }
+    }
+    eprintln!("{}", imported.summary());
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn crds() -> Result<ExitCode> {
     print!("{}", crds_yaml()?);
     Ok(ExitCode::SUCCESS)

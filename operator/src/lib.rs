@@ -4,6 +4,7 @@
 
 pub mod cleanup;
 pub mod controller;
+pub mod import;
 
 /// Deletes one object; false when it was already gone (which is what a
 /// delete wants, so it is not an error).

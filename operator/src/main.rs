@@ -76,12 +76,48 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Turn routing kept elsewhere into mailroute objects (YAML on stdout,
+    /// or one file per object with -o; a summary of what was skipped, and
+    /// why, on stderr).
+    Import {
+        #[command(subcommand)]
+        source: ImportSource,
+        /// metadata.namespace of every object written.
+        #[arg(short = 'n', long, global = true)]
+        namespace: Option<String>,
+        /// Write one file per object into DIR (created if missing) instead of stdout.
+        #[arg(short = 'o', long = "output", value_name = "DIR", global = true)]
+        dir: Option<PathBuf>,
+    },
     /// Run the controller: compile every watched namespace into its
     /// published table and write each object's status.
     Operator(Box<operator::controller::Options>),
     /// Delete the published tables' ConfigMaps and the leader Lease (the
     /// Helm chart runs this after `helm uninstall`, once the operator is gone).
     Cleanup(operator::cleanup::Options),
+}
+
+#[derive(Subcommand)]
+pub enum ImportSource {
+    /// A Postfix relay: main.cf's relay_domains, virtual_alias_domains,
+    /// relayhost and the maps it names (read from their source files).
+    Postfix {
+        /// The main.cf to read.
+        #[arg(long = "main-cf", value_name = "FILE")]
+        main_cf: PathBuf,
+        /// virtual_alias_maps' source file, instead of the tables main.cf names.
+        #[arg(long = "virtual", value_name = "FILE")]
+        virtual_alias_maps: Option<PathBuf>,
+        /// transport_maps' source file, instead of the tables main.cf names.
+        #[arg(long = "transport", value_name = "FILE")]
+        transport_maps: Option<PathBuf>,
+        /// relay_recipient_maps' source file, instead of the tables main.cf names.
+        #[arg(long = "relay-recipients", value_name = "FILE")]
+        relay_recipient_maps: Option<PathBuf>,
+        /// A relay_domains value (domains, /files, type:tables), instead of main.cf's.
+        #[arg(long = "relay-domains", value_name = "LIST")]
+        relay_domains: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -96,6 +132,11 @@ fn main() -> ExitCode {
         } => commands::trace(&input, &address, relay_allowed, format),
         Command::Compile { input, dir } => commands::compile(&input, &dir),
         Command::Crds => commands::crds(),
+        Command::Import {
+            source,
+            namespace,
+            dir,
+        } => commands::import(&source, namespace.as_deref(), dir.as_deref()),
         Command::Operator(options) => {
             ops::init_json_logs();
             tokio::runtime::Builder::new_multi_thread()

@@ -608,3 +608,61 @@ fn crds_directory_and_the_charts_match_the_code() {
         5
     );
 }
+
+#[test]
+fn import_postfix_writes_objects_check_passes_and_names_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("objects");
+    let args = |out: Option<&str>| {
+        let mut a = vec![
+            "import",
+            "postfix",
+            "--main-cf",
+            "examples/postfix/main.cf",
+            "--virtual",
+            "examples/postfix/virtual",
+            "--transport",
+            "examples/postfix/transport",
+            "--relay-recipients",
+            "examples/postfix/relay_recipients",
+            "-n",
+            "gateway",
+        ];
+        if let Some(o) = out {
+            a.extend(["-o", o]);
+        }
+        a.into_iter().map(str::to_owned).collect::<Vec<_>>()
+    };
+    let to_dir = args(Some(out_dir.to_str().unwrap()));
+    let out = mailroute(&to_dir.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains("skipped examples/postfix/virtual:8: team@example.com"),
+        "{}",
+        stderr(&out)
+    );
+    let files = std::fs::read_dir(&out_dir).unwrap().count();
+    assert_eq!(files, 17);
+    let check = mailroute(&["check", "-f", out_dir.to_str().unwrap()]);
+    assert_eq!(check.status.code(), Some(0), "{}", stderr(&check));
+
+    // To stdout: the same objects, as one stream, byte for byte each time.
+    let stdout_args = args(None);
+    let stdout_args: Vec<&str> = stdout_args.iter().map(String::as_str).collect();
+    let once = mailroute(&stdout_args);
+    let again = mailroute(&stdout_args);
+    assert_eq!(once.stdout, again.stdout);
+    let text = String::from_utf8(once.stdout).unwrap();
+    assert_eq!(text.matches("---\n").count(), 17);
+    assert!(text.contains("namespace: gateway"));
+
+    // A map main.cf names that is not there: the file, exit 2.
+    let out = mailroute(&["import", "postfix", "--main-cf", "examples/postfix/main.cf"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("reading /etc/postfix/virtual: No such file"),
+        "{}",
+        stderr(&out)
+    );
+}

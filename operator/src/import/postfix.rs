@@ -1,0 +1,654 @@
+//! `mailroute import postfix`: a Postfix relay's `main.cf` and its maps as
+//! the four kinds, preserving how Postfix routes (postconf(5), virtual(5),
+//! transport(5)):
+//!
+//! - `relay_domains`: each domain *and its subdomains* (Postfix matches
+//!   relay_domains that way: `parent_domain_matches_transport_maps`), so an
+//!   AddressSpace for `d` and one for `*.d`. With `relay_recipient_maps`
+//!   only listed recipients are accepted: Authoritative, the listed ones
+//!   MailContacts without a target (forwarded as addressed); an `@d` entry
+//!   there accepts everyone, as does having no recipient map: InternalRelay
+//!   when some address of the domain is aliased, else ExternalRelay.
+//! - `virtual_alias_domains` (default `$virtual_alias_maps`: its keys
+//!   without `@`): Authoritative, that domain only.
+//! - `virtual_alias_maps`: `user@d target` → a MailContact (one per target,
+//!   holding every key that points at it); `user@d user@d` (itself) → one
+//!   forwarded as addressed; `@d @other` → `d` an alias domain of `other`.
+//! - `transport_maps`: `d` → the connector's address space `d`, `.d` →
+//!   `*.d`, `*` → `*`; one SmtpConnector per next hop (`smtp:[host]:port`,
+//!   `relay:host`, empty = MX of the recipient's domain).
+//! - `relayhost` (or `default_transport`'s next hop): the `*` connector when
+//!   `transport_maps` has no `*`; without either, a `*` connector that
+//!   delivers by MX, as Postfix does.
+//!
+//! What the kinds cannot say is listed as skipped: several targets, pipes,
+//! files, `:include:`, catch-alls to one address, per-recipient transports,
+//! regular-expression and database maps, local (`mydestination`) delivery.
+
+use super::source::{MainCf, list, parse_table};
+use super::{Entry, Imported, Names, Origin, Skipped, SpaceKind};
+use routing::crd::{AddressSpaceType, ConnectorAddressSpace, SmtpConnectorSpec};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The files to read, as the command line gives them; a map main.cf names
+/// is read from its source file (`hash:/etc/postfix/virtual` →
+/// `/etc/postfix/virtual`) unless given here.
+#[derive(Default)]
+pub struct Overrides {
+    pub virtual_alias_maps: Option<String>,
+    pub transport_maps: Option<String>,
+    pub relay_recipient_maps: Option<String>,
+    /// A `relay_domains` value, replacing main.cf's.
+    pub relay_domains: Option<String>,
+}
+
+/// Postfix's defaults for what main.cf does not set (Postfix 3.x,
+/// compatibility_level 2 and later).
+const DEFAULTS: &[(&str, &str)] = &[
+    ("virtual_alias_domains", "$virtual_alias_maps"),
+    ("default_transport", "smtp"),
+];
+
+/// Reads a file (a map's source) by path: the command line's file system.
+pub type Read<'a> = &'a dyn Fn(&str) -> Result<String, String>;
+
+pub fn import(
+    main_cf_name: &str,
+    main_cf: &str,
+    overrides: &Overrides,
+    read: Read,
+    namespace: Option<&str>,
+) -> Result<Imported, String> {
+    let cf = MainCf::parse(main_cf_name, main_cf)?;
+    let mut out = Imported::default();
+    let mut tables = Tables {
+        read,
+        skipped: &mut out.skipped,
+    };
+
+    let aliases = tables.param(&cf, "virtual_alias_maps", &overrides.virtual_alias_maps)?;
+    let transports = tables.param(&cf, "transport_maps", &overrides.transport_maps)?;
+    let recipients_set = overrides.relay_recipient_maps.is_some()
+        || cf
+            .get("relay_recipient_maps", DEFAULTS)
+            .is_some_and(|(v, _)| !v.trim().is_empty());
+    let recipients = tables.param(&cf, "relay_recipient_maps", &overrides.relay_recipient_maps)?;
+    let relay_domains = match &overrides.relay_domains {
+        Some(v) => {
+            let origin = Origin {
+                file: "--relay-domains".into(),
+                line: 0,
+            };
+            tables.domains(v, &origin)?
+        }
+        None => match cf.get("relay_domains", DEFAULTS) {
+            Some((v, origin)) => tables.domains(&v, &origin)?,
+            None => Vec::new(),
+        },
+    };
+    // Left at its default (`$virtual_alias_maps`), the alias maps' keys
+    // that are domains; set, its own list.
+    let virtual_domains = match cf.get("virtual_alias_domains", &[]) {
+        Some((v, _)) if v.trim() == cf_alias_maps_value(&cf) => domain_keys(&aliases),
+        Some((v, origin)) => tables.domains(&v, &origin)?,
+        None => domain_keys(&aliases),
+    };
+    let relayhost = cf
+        .get("relayhost", DEFAULTS)
+        .filter(|(v, _)| !v.trim().is_empty());
+    let default_transport = cf.get("default_transport", DEFAULTS);
+    if let Some((v, origin)) = cf.get("relay_transport", DEFAULTS)
+        && v.contains(':')
+        && !v.trim_end().ends_with(':')
+    {
+        out.skipped.push(Skipped {
+            origin,
+            entry: format!("relay_transport = {v}"),
+            why: "a next hop in relay_transport is not imported; give the relay domains transport_maps entries".into(),
+        });
+    }
+
+    let mut b = Builder {
+        ns: namespace,
+        out,
+        space_names: Names::default(),
+        contact_names: Names::default(),
+        connector_names: Names::default(),
+    };
+    let accepted = b.spaces(&virtual_domains, &relay_domains);
+    let alias_domains = b.contacts(&aliases, &accepted);
+    b.gateway_recipients(&recipients, &accepted);
+    if recipients_set {
+        b.delivered_targets(&recipients, &accepted);
+    }
+    b.space_objects(&accepted, &alias_domains, recipients_set, &recipients);
+    b.connectors(&transports, relayhost, default_transport);
+    let mut out = b.out;
+    out.skipped.sort();
+    Ok(out)
+}
+
+/// What virtual_alias_maps is set to, for telling whether
+/// virtual_alias_domains was left at its default.
+fn cf_alias_maps_value(cf: &MainCf) -> String {
+    cf.get("virtual_alias_maps", DEFAULTS)
+        .map(|(v, _)| v.trim().to_owned())
+        .unwrap_or_default()
+}
+
+/// Keys without `@` that look like domains.
+fn domain_keys(entries: &[Entry]) -> Vec<(String, Origin)> {
+    entries
+        .iter()
+        .filter(|e| !e.key.contains('@') && e.key.contains('.'))
+        .map(|e| (e.key.trim_start_matches('.').to_owned(), e.origin.clone()))
+        .collect()
+}
+
+struct Tables<'a> {
+    read: Read<'a>,
+    skipped: &'a mut Vec<Skipped>,
+}
+
+impl Tables<'_> {
+    /// The entries of every table a map parameter lists (or of the file
+    /// given on the command line instead).
+    fn param(
+        &mut self,
+        cf: &MainCf,
+        name: &str,
+        given: &Option<String>,
+    ) -> Result<Vec<Entry>, String> {
+        if let Some(file) = given {
+            return self.table_file(file);
+        }
+        let Some((value, origin)) = cf.get(name, DEFAULTS) else {
+            return Ok(Vec::new());
+        };
+        let mut entries = Vec::new();
+        for item in list(&value) {
+            match table_path(&item) {
+                Ok(path) => entries.extend(self.table_file(&path)?),
+                Err(why) => self.skipped.push(Skipped {
+                    origin: origin.clone(),
+                    entry: format!("{name} = … {item}"),
+                    why,
+                }),
+            }
+        }
+        Ok(entries)
+    }
+
+    fn table_file(&mut self, path: &str) -> Result<Vec<Entry>, String> {
+        let text = (self.read)(path)?;
+        let (entries, skipped) = parse_table(path, &text);
+        self.skipped.extend(skipped);
+        Ok(entries)
+    }
+
+    /// A domain list (relay_domains, virtual_alias_domains): names, files
+    /// of names, and tables whose keys are the names.
+    fn domains(&mut self, value: &str, origin: &Origin) -> Result<Vec<(String, Origin)>, String> {
+        let mut out = Vec::new();
+        for item in list(value) {
+            if item.starts_with('/') {
+                let text = (self.read)(&item)?;
+                for (i, line) in text.lines().enumerate() {
+                    let line = line.split('#').next().unwrap_or_default();
+                    for d in list(line) {
+                        let o = Origin {
+                            file: item.clone(),
+                            line: i + 1,
+                        };
+                        out.push((d.to_lowercase(), o));
+                    }
+                }
+            } else if item.contains(':') {
+                match table_path(&item) {
+                    Ok(path) => {
+                        for e in self.table_file(&path)? {
+                            out.push((e.key, e.origin));
+                        }
+                    }
+                    Err(why) => self.skipped.push(Skipped {
+                        origin: origin.clone(),
+                        entry: item,
+                        why,
+                    }),
+                }
+            } else {
+                out.push((item.to_lowercase(), origin.clone()));
+            }
+        }
+        for (d, _) in &mut out {
+            *d = d.trim_start_matches('.').to_owned();
+        }
+        Ok(out)
+    }
+}
+
+/// The source file of an indexed table (`hash:/etc/postfix/virtual`); why
+/// not, for the table types whose content is not a file of entries.
+fn table_path(item: &str) -> Result<String, String> {
+    let item = item.strip_prefix("proxy:").unwrap_or(item);
+    let Some((kind, path)) = item.split_once(':') else {
+        return Err("not a lookup table".into());
+    };
+    match kind {
+        "hash" | "btree" | "lmdb" | "cdb" | "dbm" | "texthash" | "sdbm" => Ok(path.to_owned()),
+        "regexp" | "pcre" => {
+            Err("a regular-expression map: its patterns cannot be turned into objects".into())
+        }
+        _ => Err(format!(
+            "a {kind}: table: export its entries to a file and give it on the command line"
+        )),
+    }
+}
+
+/// Which domains Postfix accepts, and as what.
+struct Accepted {
+    /// Domain → (virtual alias domain?, origin).
+    domains: BTreeMap<String, (bool, Origin)>,
+}
+
+impl Accepted {
+    /// Whether Postfix accepts mail for `domain` at all (a relay domain's
+    /// subdomains included).
+    fn accepts(&self, domain: &str) -> bool {
+        self.class(domain).is_some()
+    }
+
+    /// `Some(true)` virtual alias domain, `Some(false)` relay domain (or a
+    /// subdomain of one).
+    fn class(&self, domain: &str) -> Option<bool> {
+        if let Some((virt, _)) = self.domains.get(domain) {
+            return Some(*virt);
+        }
+        let mut d = domain;
+        while let Some((_, parent)) = d.split_once('.') {
+            if let Some((false, _)) = self.domains.get(parent) {
+                return Some(false);
+            }
+            d = parent;
+        }
+        None
+    }
+}
+
+struct Builder<'a> {
+    ns: Option<&'a str>,
+    out: Imported,
+    space_names: Names,
+    contact_names: Names,
+    connector_names: Names,
+}
+
+impl Builder<'_> {
+    fn skip(&mut self, origin: &Origin, entry: String, why: impl Into<String>) {
+        self.out.skipped.push(Skipped {
+            origin: origin.clone(),
+            entry,
+            why: why.into(),
+        });
+    }
+
+    fn spaces(&mut self, virt: &[(String, Origin)], relay: &[(String, Origin)]) -> Accepted {
+        let mut domains = BTreeMap::new();
+        // A virtual alias domain listed as a relay domain too is Postfix's
+        // configuration error; the virtual class wins there.
+        for (d, o) in virt {
+            domains.entry(d.clone()).or_insert((true, o.clone()));
+        }
+        for (d, o) in relay {
+            domains.entry(d.clone()).or_insert((false, o.clone()));
+        }
+        Accepted { domains }
+    }
+
+    /// virtual_alias_maps → contacts; returns the alias domains found
+    /// (`@d @other`: d → other).
+    fn contacts(
+        &mut self,
+        aliases: &[Entry],
+        accepted: &Accepted,
+    ) -> BTreeMap<String, (String, Origin)> {
+        let mut alias_domains = BTreeMap::new();
+        // Target → (keys, origin of the first).
+        let mut by_target: BTreeMap<Option<String>, Vec<(String, Origin)>> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for e in aliases {
+            let entry = format!("{} {}", e.key, e.value);
+            if !e.key.contains('@') {
+                if !e.key.contains('.') {
+                    self.skip(&e.origin, entry, "a bare local part: Postfix applies it to its local domains (mydestination), which mailroute does not deliver to");
+                }
+                // Otherwise a virtual alias domain's own entry.
+                continue;
+            }
+            if !seen.insert(e.key.clone()) {
+                self.skip(&e.origin, entry, "a duplicate key: postmap keeps the first");
+                continue;
+            }
+            let (local, domain) = e.key.rsplit_once('@').expect("has @");
+            if !accepted.accepts(domain) {
+                self.skip(&e.origin, entry, format!("{domain} is neither a relay domain nor a virtual alias domain here: Postfix applies it only to mail it relays for its own clients"));
+                continue;
+            }
+            let targets = list(&e.value);
+            if local.is_empty() {
+                match targets.as_slice() {
+                    [t] if t.starts_with('@') && t.len() > 1 => {
+                        alias_domains.insert(
+                            domain.to_owned(),
+                            (t[1..].to_lowercase(), e.origin.clone()),
+                        );
+                    }
+                    _ => self.skip(&e.origin, entry, "a catch-all to an address: a MailContact has its own addresses, not a whole domain's"),
+                }
+                continue;
+            }
+            match targets.as_slice() {
+                [t] if t.eq_ignore_ascii_case(&e.key) => {
+                    by_target
+                        .entry(None)
+                        .or_default()
+                        .push((e.key.clone(), e.origin.clone()));
+                }
+                [t] if is_address(t) => {
+                    by_target
+                        .entry(Some(t.clone()))
+                        .or_default()
+                        .push((e.key.clone(), e.origin.clone()));
+                }
+                [t] => self.skip(
+                    &e.origin,
+                    entry,
+                    format!(
+                        "{t} is not an address (a pipe, file or :include: list is not a route)"
+                    ),
+                ),
+                many => self.skip(
+                    &e.origin,
+                    entry,
+                    format!("{} targets: a MailContact has one", many.len()),
+                ),
+            }
+        }
+        for (target, keys) in by_target {
+            match target {
+                // Each self-referencing key: a recipient of its own.
+                None => {
+                    for (key, origin) in keys {
+                        let name = self.contact_names.claim(&key);
+                        let c = super::contact(name, self.ns, &origin, vec![key], None);
+                        self.out.contacts.push(c);
+                    }
+                }
+                Some(target) => {
+                    let origin = keys[0].1.clone();
+                    let name = self.contact_names.claim(&keys[0].0);
+                    let addresses = keys.into_iter().map(|(k, _)| k).collect();
+                    let c = super::contact(name, self.ns, &origin, addresses, Some(target));
+                    self.out.contacts.push(c);
+                }
+            }
+        }
+        alias_domains
+    }
+
+    /// relay_recipient_maps: listed recipients not already aliased become
+    /// contacts forwarded as addressed.
+    fn gateway_recipients(&mut self, recipients: &[Entry], accepted: &Accepted) {
+        let aliased: BTreeSet<String> = self
+            .out
+            .contacts
+            .iter()
+            .flat_map(|c| c.spec.proxy_addresses.iter().cloned())
+            .collect();
+        let mut seen = BTreeSet::new();
+        for e in recipients {
+            let entry = format!("{} {}", e.key, e.value);
+            let Some((local, domain)) = e.key.rsplit_once('@') else {
+                self.skip(
+                    &e.origin,
+                    entry,
+                    "a bare local part: relay_recipient_maps keys are addresses or @domain",
+                );
+                continue;
+            };
+            if local.is_empty() || aliased.contains(&e.key) || !seen.insert(e.key.clone()) {
+                continue; // @domain: read by space_objects; aliased: already a contact
+            }
+            if accepted.class(domain) != Some(false) {
+                self.skip(
+                    &e.origin,
+                    entry,
+                    format!("{domain} is not a relay domain here"),
+                );
+                continue;
+            }
+            let name = self.contact_names.claim(&e.key);
+            let c = super::contact(name, self.ns, &e.origin, vec![e.key.clone()], None);
+            self.out.contacts.push(c);
+        }
+    }
+
+    /// Postfix checks only the recipient a client gives; an alias target is
+    /// delivered without a check. In an Authoritative space mailroute
+    /// checks it again, so an alias target in a relay domain with a
+    /// recipient map, that no contact has, becomes a contact forwarded as
+    /// addressed (which also accepts it when a client gives it directly,
+    /// where Postfix would refuse it: docs/cli.md).
+    fn delivered_targets(&mut self, recipients: &[Entry], accepted: &Accepted) {
+        let catch_all: BTreeSet<&str> = recipients
+            .iter()
+            .filter_map(|e| e.key.strip_prefix('@'))
+            .collect();
+        let known: BTreeSet<String> = self
+            .out
+            .contacts
+            .iter()
+            .flat_map(|c| c.spec.proxy_addresses.iter().cloned())
+            .collect();
+        let mut targets: BTreeMap<String, Origin> = BTreeMap::new();
+        for c in &self.out.contacts {
+            let Some(t) = &c.spec.target_address else {
+                continue;
+            };
+            let key = t.to_lowercase();
+            let Some((_, domain)) = key.rsplit_once('@') else {
+                continue;
+            };
+            if accepted.class(domain) == Some(false)
+                && !catch_all.contains(domain)
+                && !known.contains(&key)
+            {
+                let origin = Origin {
+                    file: c
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(super::FROM_ANNOTATION))
+                        .cloned()
+                        .unwrap_or_default(),
+                    line: 0,
+                };
+                targets.entry(key).or_insert(origin);
+            }
+        }
+        for (t, origin) in targets {
+            let name = self.contact_names.claim(&t);
+            let origin = Origin {
+                file: format!("target of {}", origin.file),
+                line: 0,
+            };
+            let c = super::contact(name, self.ns, &origin, vec![t], None);
+            self.out.contacts.push(c);
+        }
+    }
+
+    fn space_objects(
+        &mut self,
+        accepted: &Accepted,
+        alias_domains: &BTreeMap<String, (String, Origin)>,
+        recipients_set: bool,
+        recipients: &[Entry],
+    ) {
+        let catch_all: BTreeSet<&str> = recipients
+            .iter()
+            .filter_map(|e| e.key.strip_prefix('@'))
+            .collect();
+        let contact_domains: BTreeSet<String> = self
+            .out
+            .contacts
+            .iter()
+            .flat_map(|c| c.spec.proxy_addresses.iter())
+            .filter_map(|a| a.rsplit_once('@').map(|(_, d)| d.to_owned()))
+            .collect();
+        let relay_type = |d: &str, has_contacts: bool| {
+            if recipients_set && !catch_all.contains(d) {
+                AddressSpaceType::Authoritative
+            } else if has_contacts {
+                AddressSpaceType::InternalRelay
+            } else {
+                AddressSpaceType::ExternalRelay
+            }
+        };
+        for (d, (virt, origin)) in &accepted.domains {
+            let kind = match alias_domains.get(d) {
+                Some((to, _)) => SpaceKind::RewriteTo(to.clone()),
+                None if *virt => SpaceKind::Type(AddressSpaceType::Authoritative),
+                None => SpaceKind::Type(relay_type(d, contact_domains.contains(d))),
+            };
+            let name = self.space_names.claim(d);
+            self.out
+                .spaces
+                .push(super::space(name, self.ns, origin, d, kind));
+            if !*virt {
+                // Postfix's relay_domains match subdomains too.
+                let wildcard = format!("*.{d}");
+                let below = contact_domains
+                    .iter()
+                    .any(|c| c.ends_with(&format!(".{d}")));
+                let kind = SpaceKind::Type(relay_type(&wildcard, below));
+                let name = self.space_names.claim(&format!("any.{d}"));
+                self.out
+                    .spaces
+                    .push(super::space(name, self.ns, origin, &wildcard, kind));
+            }
+        }
+    }
+
+    fn connectors(
+        &mut self,
+        transports: &[Entry],
+        relayhost: Option<(String, Origin)>,
+        default_transport: Option<(String, Origin)>,
+    ) {
+        // Next hop → (patterns, origin of the first).
+        let mut by_hop: BTreeMap<Vec<String>, (Vec<String>, Origin)> = BTreeMap::new();
+        let mut seen = BTreeSet::new();
+        for e in transports {
+            let entry = format!("{} {}", e.key, e.value);
+            if e.key.contains('@') {
+                self.skip(&e.origin, entry, "a per-recipient transport: route that recipient with a MailContact whose target is in a domain a connector serves");
+                continue;
+            }
+            let pattern = match e.key.as_str() {
+                "*" => "*".to_owned(),
+                k if k.starts_with('.') => format!("*{k}"),
+                k => k.to_owned(),
+            };
+            if !seen.insert(pattern.clone()) {
+                self.skip(&e.origin, entry, "a duplicate key: postmap keeps the first");
+                continue;
+            }
+            match next_hop(&e.value) {
+                Ok(hosts) => {
+                    let slot = by_hop
+                        .entry(hosts)
+                        .or_insert_with(|| (Vec::new(), e.origin.clone()));
+                    slot.0.push(pattern);
+                }
+                Err(why) => self.skip(&e.origin, entry, why),
+            }
+        }
+        if !seen.contains("*") {
+            let fallback = match (relayhost, default_transport) {
+                (Some((v, o)), _) => Some((list(&v), o)),
+                (None, Some((v, o))) => match next_hop(&v) {
+                    Ok(hosts) => Some((hosts, o)),
+                    Err(why) => {
+                        self.skip(
+                            &o,
+                            format!("default_transport = {v}"),
+                            format!("{why}; no `*` connector is written"),
+                        );
+                        None
+                    }
+                },
+                (None, None) => Some((
+                    Vec::new(),
+                    Origin {
+                        file: "(Postfix default)".into(),
+                        line: 0,
+                    },
+                )),
+            };
+            if let Some((hosts, origin)) = fallback {
+                by_hop
+                    .entry(hosts)
+                    .or_insert_with(|| (Vec::new(), origin))
+                    .0
+                    .push("*".into());
+            }
+        }
+        for (hosts, (patterns, origin)) in by_hop {
+            let raw = if hosts.is_empty() {
+                "mx".to_owned()
+            } else {
+                hosts.join(" ")
+            };
+            let name = self.connector_names.claim(&raw);
+            let spec = SmtpConnectorSpec {
+                address_spaces: patterns
+                    .into_iter()
+                    .map(|domain| ConnectorAddressSpace { domain, cost: None })
+                    .collect(),
+                smart_hosts: hosts,
+                tls: None,
+                auth_secret_ref: None,
+                max_message_size: None,
+                enabled: None,
+            };
+            self.out
+                .connectors
+                .push(super::connector(name, self.ns, &origin, spec));
+        }
+    }
+}
+
+/// `transport:nexthop` → the smart hosts (empty: MX of the recipient's
+/// domain), or why it is not an SMTP route.
+fn next_hop(value: &str) -> Result<Vec<String>, String> {
+    let (transport, hop) = value.split_once(':').unwrap_or((value, ""));
+    match transport {
+        "" | "smtp" | "relay" => Ok(list(hop)),
+        "error" | "retry" => Err(format!(
+            "{transport}: refuses or defers on purpose; mailroute has no such connector"
+        )),
+        "discard" => Err("discard: mail would be dropped; mailroute never does".into()),
+        "local" | "virtual" | "lmtp" => Err(format!(
+            "{transport}: a mailbox delivery, not an SMTP next hop"
+        )),
+        other => Err(format!(
+            "{other}: a transport of this Postfix's master.cf; only smtp and relay are SMTP routes"
+        )),
+    }
+}
+
+fn is_address(s: &str) -> bool {
+    !s.starts_with(['|', '/', ':'])
+        && s.rsplit_once('@')
+            .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+}

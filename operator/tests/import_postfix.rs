@@ -1,0 +1,234 @@
+//! `mailroute import postfix`: each Postfix rule the importer preserves,
+//! on small in-memory configurations, and the imported objects resolved
+//! with the routing core (the decisions Postfix would make).
+
+use operator::import::Imported;
+use operator::import::postfix::{Overrides, import};
+use routing::{CompileOptions, Decision, Objects, compile};
+use std::collections::HashMap;
+
+fn run(main_cf: &str, files: &[(&str, &str)]) -> Imported {
+    let files: HashMap<String, String> = files
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let read = move |path: &str| {
+        files
+            .get(path)
+            .cloned()
+            .ok_or_else(|| format!("reading {path}: no such file"))
+    };
+    import(
+        "main.cf",
+        main_cf,
+        &Overrides::default(),
+        &read,
+        Some("mail"),
+    )
+    .unwrap()
+}
+
+fn objects(i: &Imported) -> Objects {
+    Objects {
+        address_spaces: i.spaces.clone(),
+        policies: Vec::new(),
+        contacts: i.contacts.clone(),
+        connectors: i.connectors.clone(),
+    }
+}
+
+/// `forward <hosts> <recipient>` or the reply code.
+fn decide(i: &Imported, rcpt: &str) -> String {
+    let c = compile(&objects(i), &CompileOptions::default());
+    match c.routing.resolve(rcpt, false) {
+        Decision::Forward {
+            recipient,
+            connector,
+        } => {
+            let hosts = &c.routing.connector(connector).hosts_display();
+            format!("forward {} {recipient}", hosts.join(","))
+        }
+        Decision::Reply(r) => format!("{} {}", r.code, r.enhanced),
+    }
+}
+
+const GATEWAY: &str = "relay_domains = example.com\n\
+    relay_recipient_maps = hash:/etc/postfix/recipients\n\
+    virtual_alias_maps = hash:/etc/postfix/virtual\n\
+    transport_maps = hash:/etc/postfix/transport\n";
+
+fn gateway() -> Imported {
+    run(
+        GATEWAY,
+        &[
+            (
+                "/etc/postfix/recipients",
+                "ann@example.com OK\nbob@example.com OK\n",
+            ),
+            (
+                "/etc/postfix/virtual",
+                "info@example.com ann@example.com\nold@example.com ann@mbx.example.com\n",
+            ),
+            (
+                "/etc/postfix/transport",
+                "example.com smtp:[10.0.0.11]\nmbx.example.com smtp:[10.0.0.12]:2525\n",
+            ),
+        ],
+    )
+}
+
+#[test]
+fn a_gateway_forwards_listed_recipients_as_addressed_and_refuses_the_rest() {
+    let i = gateway();
+    assert!(i.skipped.is_empty(), "{:?}", i.skipped);
+    assert_eq!(
+        decide(&i, "Ann@Example.com"),
+        "forward [10.0.0.11] Ann@Example.com"
+    );
+    assert_eq!(
+        decide(&i, "info@example.com"),
+        "forward [10.0.0.11] ann@example.com"
+    );
+    assert_eq!(decide(&i, "nobody@example.com"), "550 5.1.1");
+    // Postfix delivers an alias target without checking it again.
+    assert_eq!(
+        decide(&i, "old@example.com"),
+        "forward [10.0.0.12]:2525 ann@mbx.example.com"
+    );
+    // relay_domains covers subdomains; the recipient map still applies.
+    assert_eq!(decide(&i, "x@sub.example.com"), "550 5.1.1");
+    assert_eq!(decide(&i, "x@example.org"), "554 5.7.1");
+    let c = compile(&objects(&i), &CompileOptions::default());
+    assert!(c.reports.iter().all(|r| r.is_ready()), "{:?}", c.reports);
+}
+
+#[test]
+fn without_a_recipient_map_a_relay_domain_accepts_everyone_and_the_default_route_is_mx() {
+    let i = run(
+        "relay_domains = example.com\nvirtual_alias_maps = hash:/v\n",
+        &[("/v", "ann@example.com ann@elsewhere.example\n")],
+    );
+    let types: Vec<_> = i
+        .spaces
+        .iter()
+        .map(|s| (s.spec.domain.as_str(), s.spec.r#type.map(|t| t.as_str())))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("example.com", Some("InternalRelay")),
+            ("*.example.com", Some("ExternalRelay"))
+        ]
+    );
+    assert_eq!(decide(&i, "joe@example.com"), "forward MX joe@example.com");
+    assert_eq!(
+        decide(&i, "ann@example.com"),
+        "forward MX ann@elsewhere.example"
+    );
+}
+
+#[test]
+fn virtual_alias_domains_alias_domains_and_what_cannot_be_said() {
+    let i = run(
+        "virtual_alias_maps = hash:/v regexp:/r\nrelayhost = [mail.isp.example]\n",
+        &[(
+            "/v",
+            "example.com anything\n\
+             example.org anything\n\
+             @example.org @example.com\n\
+             ann@example.com ann@mbx.example.net\n\
+             self@example.com self@example.com\n\
+             team@example.com ann@example.com, bob@example.com\n\
+             pipe@example.com |/usr/bin/procmail\n\
+             @example.com catchall@example.net\n\
+             postmaster root@example.com\n\
+             far@elsewhere.example x@example.net\n",
+        )],
+    );
+    assert_eq!(
+        decide(&i, "ann@example.com"),
+        "forward [mail.isp.example] ann@mbx.example.net"
+    );
+    assert_eq!(
+        decide(&i, "ann@example.org"),
+        "forward [mail.isp.example] ann@mbx.example.net"
+    );
+    assert_eq!(
+        decide(&i, "self@example.com"),
+        "forward [mail.isp.example] self@example.com"
+    );
+    assert_eq!(decide(&i, "nobody@example.com"), "550 5.1.1");
+    let skipped: Vec<String> = i.skipped.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        skipped,
+        [
+            "/v:6: team@example.com ann@example.com, bob@example.com: 2 targets: a MailContact has one",
+            "/v:7: pipe@example.com |/usr/bin/procmail: |/usr/bin/procmail is not an address (a pipe, file or :include: list is not a route)",
+            "/v:8: @example.com catchall@example.net: a catch-all to an address: a MailContact has its own addresses, not a whole domain's",
+            "/v:9: postmaster root@example.com: a bare local part: Postfix applies it to its local domains (mydestination), which mailroute does not deliver to",
+            "/v:10: far@elsewhere.example x@example.net: elsewhere.example is neither a relay domain nor a virtual alias domain here: Postfix applies it only to mail it relays for its own clients",
+            "main.cf:1: virtual_alias_maps = … regexp:/r: a regular-expression map: its patterns cannot be turned into objects",
+        ]
+    );
+}
+
+#[test]
+fn transport_keys_become_connector_patterns_and_unroutable_transports_are_reported() {
+    let i = run(
+        "relay_domains = example.com\ntransport_maps = hash:/t\n",
+        &[(
+            "/t",
+            "example.com smtp:[10.0.0.1]\n\
+             .example.com relay:[10.0.0.2]:2525\n\
+             eu.example.com :[10.0.0.3]\n\
+             bad.example.com error:5.1.1 no such domain\n\
+             user@example.com smtp:[10.0.0.4]\n\
+             example.com smtp:[10.0.0.9]\n\
+             * smtp:\n",
+        )],
+    );
+    assert_eq!(
+        decide(&i, "a@example.com"),
+        "forward [10.0.0.1] a@example.com"
+    );
+    assert_eq!(
+        decide(&i, "a@x.example.com"),
+        "forward [10.0.0.2]:2525 a@x.example.com"
+    );
+    assert_eq!(
+        decide(&i, "a@eu.example.com"),
+        "forward [10.0.0.3] a@eu.example.com"
+    );
+    let skipped: Vec<String> = i.skipped.iter().map(|s| s.why.clone()).collect();
+    assert_eq!(
+        skipped,
+        [
+            "error: refuses or defers on purpose; mailroute has no such connector",
+            "a per-recipient transport: route that recipient with a MailContact whose target is in a domain a connector serves",
+            "a duplicate key: postmap keeps the first",
+        ]
+    );
+}
+
+#[test]
+fn the_same_input_gives_the_same_bytes() {
+    let a = gateway().documents();
+    let b = gateway().documents();
+    assert_eq!(a, b);
+    let names: Vec<&str> = a.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "addressspace-any-example-com.yaml",
+            "addressspace-example-com.yaml",
+            "smtpconnector-10-0-0-11.yaml",
+            "smtpconnector-10-0-0-12-2525.yaml",
+            "smtpconnector-mx.yaml",
+            "mailcontact-ann-example-com.yaml",
+            "mailcontact-ann-mbx-example-com.yaml",
+            "mailcontact-bob-example-com.yaml",
+            "mailcontact-info-example-com.yaml",
+            "mailcontact-old-example-com.yaml",
+        ]
+    );
+}
