@@ -3,7 +3,7 @@
 //! transport(5)):
 //!
 //! - `relay_domains`: each domain *and its subdomains* (Postfix matches
-//!   relay_domains that way: `parent_domain_matches_transport_maps`), so an
+//!   relay_domains that way: `parent_domain_matches_subdomains`), so an
 //!   AddressSpace for `d` and one for `*.d`. With `relay_recipient_maps`
 //!   only listed recipients are accepted: Authoritative, the listed ones
 //!   MailContacts without a target (forwarded as addressed); an `@d` entry
@@ -348,6 +348,9 @@ impl Builder<'_> {
                 continue;
             }
             match targets.as_slice() {
+                [t] if t.eq_ignore_ascii_case(&e.key) && accepted.class(domain) == Some(true) => {
+                    self.skip(&e.origin, entry, "an address of a virtual alias domain that aliases to itself: Postfix accepts it, then bounces it (User unknown); mailroute refuses it at RCPT");
+                }
                 [t] if t.eq_ignore_ascii_case(&e.key) => {
                     by_target
                         .entry(None)
