@@ -256,6 +256,15 @@ pub fn import(
     let read =
         |path: &str| std::fs::read_to_string(path).map_err(|e| format!("reading {path}: {e}"));
     let imported = match source {
+        crate::ImportSource::Csvde {
+            file,
+            authoritative,
+        } => {
+            let name = file.display().to_string();
+            let bytes = std::fs::read(file).with_context(|| format!("reading {name}"))?;
+            operator::import::csvde::import(&name, &bytes, authoritative, namespace)
+                .map_err(anyhow::Error::msg)?
+        }
         crate::ImportSource::Postfix {
             main_cf,
             virtual_alias_maps,

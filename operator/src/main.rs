@@ -99,6 +99,15 @@ enum Command {
 
 #[derive(Subcommand)]
 pub enum ImportSource {
+    /// An Active Directory / Exchange export (csvde): contacts and
+    /// mail-enabled users with a targetAddress become MailContacts.
+    Csvde {
+        /// The CSV file csvde wrote (UTF-8, or UTF-16 with -u).
+        file: PathBuf,
+        /// Write an Authoritative AddressSpace for DOMAIN (repeatable).
+        #[arg(long = "authoritative", value_name = "DOMAIN")]
+        authoritative: Vec<String>,
+    },
     /// A Postfix relay: main.cf's relay_domains, virtual_alias_domains,
     /// relayhost and the maps it names (read from their source files).
     Postfix {

@@ -6,6 +6,7 @@
 //! program, an alias with several targets, a regular-expression map) is a
 //! [`Skipped`] naming its file and line, and the summary lists every one.
 
+pub mod csvde;
 pub mod postfix;
 mod source;
 
@@ -29,6 +30,8 @@ pub struct Imported {
     pub connectors: Vec<SmtpConnector>,
     pub contacts: Vec<MailContact>,
     pub skipped: Vec<Skipped>,
+    /// What the reader should know besides (one line each).
+    pub notes: Vec<String>,
 }
 
 /// An entry that was not imported, and why.
@@ -70,15 +73,45 @@ impl Names {
 pub fn dns_label(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars().flat_map(char::to_lowercase) {
-        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
-        if c == '-' && (out.is_empty() || out.ends_with('-')) {
-            continue;
+        let folded = fold_latin(c);
+        for c in folded.chars() {
+            let c = if c.is_ascii_alphanumeric() { c } else { '-' };
+            if c == '-' && (out.is_empty() || out.ends_with('-')) {
+                continue;
+            }
+            out.push(c);
         }
-        out.push(c);
     }
     out.truncate(63);
     let out = out.trim_end_matches('-').to_owned();
     if out.is_empty() { "x".into() } else { out }
+}
+
+/// Latin letters with diacritics as their plain letters (`zoë müller` →
+/// `zoe muller`), so names stay readable.
+fn fold_latin(c: char) -> std::borrow::Cow<'static, str> {
+    let plain = match c {
+        'à'..='å' | 'ā' | 'ă' | 'ą' => "a",
+        'æ' => "ae",
+        'ç' | 'ć' | 'č' => "c",
+        'ď' | 'đ' | 'ð' => "d",
+        'è'..='ë' | 'ē' | 'ė' | 'ę' | 'ě' => "e",
+        'ì'..='ï' | 'ī' | 'į' | 'ı' => "i",
+        'ł' | 'ľ' | 'ĺ' => "l",
+        'ñ' | 'ń' | 'ň' => "n",
+        'ò'..='ö' | 'ø' | 'ō' | 'ő' => "o",
+        'œ' => "oe",
+        'ř' | 'ŕ' => "r",
+        'ß' => "ss",
+        'ś' | 'š' | 'ş' => "s",
+        'ť' | 'ţ' => "t",
+        'ù'..='ü' | 'ū' | 'ů' | 'ű' | 'ų' => "u",
+        'ý' | 'ÿ' => "y",
+        'ź' | 'ż' | 'ž' => "z",
+        'þ' => "th",
+        _ => return c.to_string().into(),
+    };
+    plain.into()
 }
 
 fn meta(name: String, namespace: Option<&str>, origin: &Origin) -> ObjectMeta {
@@ -199,6 +232,9 @@ impl Imported {
                 "entries"
             }
         );
+        for n in &self.notes {
+            out.push_str(&format!("\nnote: {n}"));
+        }
         let mut skipped = self.skipped.clone();
         skipped.sort();
         for s in &skipped {
@@ -224,7 +260,8 @@ mod tests {
             "ann-smith-example-com-2"
         );
         assert_eq!(names.claim("--"), "x");
-        assert_eq!(names.claim("ü"), "x-2");
+        assert_eq!(names.claim("Zoë Müller"), "zoe-muller");
+        assert_eq!(names.claim("中文"), "x-2");
         let long = "a".repeat(80);
         assert_eq!(names.claim(&long).len(), 63);
         let again = names.claim(&long);
