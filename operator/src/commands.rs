@@ -265,6 +265,30 @@ pub fn import(
             operator::import::csvde::import(&name, &bytes, authoritative, namespace)
                 .map_err(anyhow::Error::msg)?
         }
+        crate::ImportSource::Sendmail {
+            aliases,
+            virtusertable,
+            mailertable,
+            local_domains,
+        } => {
+            let text = |p: &Option<std::path::PathBuf>| -> Result<Option<(String, String)>> {
+                let Some(p) = p else { return Ok(None) };
+                let name = p.display().to_string();
+                let text = read(&name).map_err(anyhow::Error::msg)?;
+                Ok(Some((name, text)))
+            };
+            let (a, v, m) = (text(aliases)?, text(virtusertable)?, text(mailertable)?);
+            if a.is_none() && v.is_none() && m.is_none() {
+                anyhow::bail!("import sendmail: give --aliases, --virtusertable or --mailertable");
+            }
+            let files = operator::import::sendmail::Files {
+                aliases: pair(&a),
+                virtusertable: pair(&v),
+                mailertable: pair(&m),
+                local_domains,
+            };
+            operator::import::sendmail::import(&files, namespace).map_err(anyhow::Error::msg)?
+        }
         crate::ImportSource::Postfix {
             main_cf,
             virtual_alias_maps,
@@ -305,6 +329,10 @@ pub fn import(
     }
     eprintln!("{}", imported.summary());
     Ok(ExitCode::SUCCESS)
+}
+
+fn pair(x: &Option<(String, String)>) -> Option<(&str, &str)> {
+    x.as_ref().map(|(n, t)| (n.as_str(), t.as_str()))
 }
 
 pub fn crds() -> Result<ExitCode> {

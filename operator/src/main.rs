@@ -108,6 +108,20 @@ pub enum ImportSource {
         #[arg(long = "authoritative", value_name = "DOMAIN")]
         authoritative: Vec<String>,
     },
+    /// sendmail: aliases(5), virtusertable and mailertable (their source
+    /// text, what makemap reads).
+    Sendmail {
+        /// The aliases file; its names apply to every --local-domain.
+        #[arg(long = "aliases", value_name = "FILE")]
+        aliases: Option<PathBuf>,
+        #[arg(long = "virtusertable", value_name = "FILE")]
+        virtusertable: Option<PathBuf>,
+        #[arg(long = "mailertable", value_name = "FILE")]
+        mailertable: Option<PathBuf>,
+        /// A domain sendmail delivers locally ($=w, local-host-names; repeatable).
+        #[arg(long = "local-domain", value_name = "DOMAIN")]
+        local_domains: Vec<String>,
+    },
     /// A Postfix relay: main.cf's relay_domains, virtual_alias_domains,
     /// relayhost and the maps it names (read from their source files).
     Postfix {

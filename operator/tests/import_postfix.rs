@@ -204,7 +204,7 @@ fn transport_keys_become_connector_patterns_and_unroutable_transports_are_report
         [
             "error: refuses or defers on purpose; mailroute has no such connector",
             "a per-recipient transport: route that recipient with a MailContact whose target is in a domain a connector serves",
-            "a duplicate key: postmap keeps the first",
+            "a duplicate key: the first one counts",
         ]
     );
 }

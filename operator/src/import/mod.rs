@@ -8,6 +8,7 @@
 
 pub mod csvde;
 pub mod postfix;
+pub mod sendmail;
 mod source;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;

@@ -108,6 +108,37 @@ pub fn import(
         });
     }
 
+    let routing = Routing {
+        virtual_domains,
+        relay_domains,
+        aliases,
+        recipients,
+        recipients_set,
+        transports,
+        relayhost,
+        default_transport,
+    };
+    Ok(build(routing, out, namespace))
+}
+
+/// A relay's routing in Postfix's terms, whichever MTA it was read from
+/// (the sendmail importer fills it too).
+pub(super) struct Routing {
+    /// Domains accepted exactly, every recipient listed (Authoritative).
+    pub virtual_domains: Vec<(String, Origin)>,
+    /// Domains accepted with their subdomains.
+    pub relay_domains: Vec<(String, Origin)>,
+    /// `user@d target`, `@d @other`.
+    pub aliases: Vec<Entry>,
+    pub recipients: Vec<Entry>,
+    pub recipients_set: bool,
+    /// `d`, `.d`, `*` → `smtp:next-hop`.
+    pub transports: Vec<Entry>,
+    pub relayhost: Option<(String, Origin)>,
+    pub default_transport: Option<(String, Origin)>,
+}
+
+pub(super) fn build(r: Routing, out: Imported, namespace: Option<&str>) -> Imported {
     let mut b = Builder {
         ns: namespace,
         out,
@@ -115,17 +146,17 @@ pub fn import(
         contact_names: Names::default(),
         connector_names: Names::default(),
     };
-    let accepted = b.spaces(&virtual_domains, &relay_domains);
-    let alias_domains = b.contacts(&aliases, &accepted);
-    b.gateway_recipients(&recipients, &accepted);
-    if recipients_set {
-        b.delivered_targets(&recipients, &accepted);
+    let accepted = b.spaces(&r.virtual_domains, &r.relay_domains);
+    let alias_domains = b.contacts(&r.aliases, &accepted);
+    b.gateway_recipients(&r.recipients, &accepted);
+    if r.recipients_set {
+        b.delivered_targets(&r.recipients, &accepted);
     }
-    b.space_objects(&accepted, &alias_domains, recipients_set, &recipients);
-    b.connectors(&transports, relayhost, default_transport);
+    b.space_objects(&accepted, &alias_domains, r.recipients_set, &r.recipients);
+    b.connectors(&r.transports, r.relayhost, r.default_transport);
     let mut out = b.out;
     out.skipped.sort();
-    Ok(out)
+    out
 }
 
 /// What virtual_alias_maps is set to, for telling whether
@@ -326,7 +357,7 @@ impl Builder<'_> {
                 continue;
             }
             if !seen.insert(e.key.clone()) {
-                self.skip(&e.origin, entry, "a duplicate key: postmap keeps the first");
+                self.skip(&e.origin, entry, "a duplicate key: the first one counts");
                 continue;
             }
             let (local, domain) = e.key.rsplit_once('@').expect("has @");
@@ -563,7 +594,7 @@ impl Builder<'_> {
                 k => k.to_owned(),
             };
             if !seen.insert(pattern.clone()) {
-                self.skip(&e.origin, entry, "a duplicate key: postmap keeps the first");
+                self.skip(&e.origin, entry, "a duplicate key: the first one counts");
                 continue;
             }
             match next_hop(&e.value) {
