@@ -48,6 +48,8 @@ impl Rng {
 
 /// The generated configuration: map sources and the addresses to ask about.
 struct Generated {
+    /// The main.cf lines of the routing under test.
+    routing: String,
     recipients: Vec<String>,
     virtual_: Vec<String>,
     transport: Vec<String>,
@@ -63,9 +65,20 @@ const OPEN: u64 = 2;
 const VIRTUAL: u64 = 3;
 const ALIAS_DOMAINS: u64 = 2;
 
-fn generate(seed: u64) -> Generated {
+/// Which of Postfix's ways a configuration takes.
+#[derive(Clone, Copy)]
+struct Variant {
+    /// relay_recipient_maps set (gateway domains list their recipients),
+    /// or not (every relay domain accepts everyone).
+    recipient_maps: bool,
+    /// The default route: a `*` transport entry, or relayhost.
+    star_transport: bool,
+}
+
+fn generate(seed: u64, v: Variant) -> Generated {
     let mut r = Rng(seed);
     let mut g = Generated {
+        routing: String::new(),
         recipients: Vec::new(),
         virtual_: Vec::new(),
         transport: Vec::new(),
@@ -202,6 +215,19 @@ fn generate(seed: u64) -> Generated {
     for a in &g.multi {
         g.addresses.remove(a);
     }
+    g.routing = format!(
+        "relay_domains = {}\nvirtual_alias_maps = hash:@/virtual\ntransport_maps = hash:@/transport\n",
+        g.relay_domains.join(", ")
+    );
+    if v.recipient_maps {
+        g.routing
+            .push_str("relay_recipient_maps = hash:@/recipients\n");
+    }
+    if v.star_transport {
+        g.transport.push("* smtp:[10.9.9.8]:2525".into());
+    } else {
+        g.routing.push_str("relayhost = [10.9.9.9]\n");
+    }
     g
 }
 
@@ -237,11 +263,7 @@ impl Postfix {
             conf.join("main.cf"),
             format!(
                 "compatibility_level = 3.6\n\
-                 relay_domains = {relay}\n\
-                 relay_recipient_maps = hash:{d}/conf/recipients\n\
-                 virtual_alias_maps = hash:{d}/conf/virtual\n\
-                 transport_maps = hash:{d}/conf/transport\n\
-                 relayhost = [10.9.9.9]\n\
+                 {routing}\
                  mydestination =\n\
                  queue_directory = {d}/queue\n\
                  data_directory = {d}/data\n\
@@ -256,7 +278,7 @@ impl Postfix {
                  smtpd_soft_error_limit = 1000000\n\
                  smtpd_hard_error_limit = 1000000\n\
                  smtpd_junk_command_limit = 1000000\n",
-                relay = g.relay_domains.join(", "),
+                routing = g.routing.replace('@', &format!("{d}/conf")),
             ),
         )
         .unwrap();
@@ -468,13 +490,8 @@ fn mailroute_decision(routing: &routing::RoutingTable, address: &str) -> String 
     }
 }
 
-#[test]
-#[cfg_attr(
-    not(has_postfix_instance),
-    ignore = "needs Postfix (apt-get install postfix) and root, to run a private instance"
-)]
-fn imported_routing_agrees_with_postfix_on_every_generated_address() {
-    let g = generate(0x6d61_696c_726f_7574);
+fn agreement(v: Variant) {
+    let g = generate(0x6d61_696c_726f_7574, v);
     let dir = tempfile::Builder::new()
         .prefix("mailroute-postfix-diff")
         .tempdir_in("/tmp")
@@ -545,7 +562,12 @@ fn imported_routing_agrees_with_postfix_on_every_generated_address() {
         }
     }
     let total = g.addresses.len();
-    let entries = g.recipients.len() + g.virtual_.len() + g.transport.len();
+    let recipients = if v.recipient_maps {
+        g.recipients.len()
+    } else {
+        0
+    };
+    let entries = recipients + g.virtual_.len() + g.transport.len();
     let figure = format!(
         "{entries} Postfix entries, {total} addresses: {agree} the same decision, {} different by design {by_design:?}, {} different otherwise; {} aliases with several targets not imported",
         by_design.values().sum::<usize>(),
@@ -559,4 +581,28 @@ fn imported_routing_agrees_with_postfix_on_every_generated_address() {
         differ[..differ.len().min(30)].join("\n")
     );
     assert!(total > 2000 && agree > total * 9 / 10, "{figure}");
+}
+
+#[test]
+#[cfg_attr(
+    not(has_postfix_instance),
+    ignore = "needs Postfix (apt-get install postfix) and root, to run a private instance"
+)]
+fn with_recipient_maps_and_a_relayhost_imported_routing_agrees_with_postfix() {
+    agreement(Variant {
+        recipient_maps: true,
+        star_transport: false,
+    });
+}
+
+#[test]
+#[cfg_attr(
+    not(has_postfix_instance),
+    ignore = "needs Postfix (apt-get install postfix) and root, to run a private instance"
+)]
+fn without_recipient_maps_and_with_a_star_transport_imported_routing_agrees_with_postfix() {
+    agreement(Variant {
+        recipient_maps: false,
+        star_transport: true,
+    });
 }
