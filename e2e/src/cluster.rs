@@ -372,6 +372,32 @@ pub async fn settle(release: &Release) {
     }
 }
 
+/// Removes the first rule naming `resource` from a Role or ClusterRole, as
+/// someone editing RBAC by hand would ([`Release::reapply_chart`] puts it
+/// back).
+pub async fn cut_rule<K>(
+    api: &Api<K>,
+    name: &str,
+    rules: &[k8s_openapi::api::rbac::v1::PolicyRule],
+    resource: &str,
+) where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let index = rules
+        .iter()
+        .position(|r| {
+            r.resources
+                .as_ref()
+                .is_some_and(|res| res.iter().any(|x| x == resource))
+        })
+        .unwrap_or_else(|| panic!("no rule for {resource} in {name}"));
+    let ops = json!([{"op": "remove", "path": format!("/rules/{index}")}]);
+    let patch = Patch::<()>::Json(serde_json::from_value(ops).unwrap());
+    api.patch(name, &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+}
+
 /// Waits (10 s at most) until sink `sink` in `sinks_ns` logged a message
 /// with `subject`.
 pub async fn wait_for_subject(client: &Client, sinks_ns: &str, sink: &str, subject: &str) {

@@ -112,23 +112,7 @@ async fn an_operator_whose_rbac_is_cut_says_so_and_recovers_when_it_returns() {
     let roles = Api::<ClusterRole>::all(release.client.clone());
     let role = roles.get(&release.operator).await.unwrap();
     let rules = role.rules.clone().unwrap_or_default();
-    let index = rules
-        .iter()
-        .position(|r| {
-            r.resources
-                .as_ref()
-                .is_some_and(|res| res.iter().any(|x| x == "configmaps"))
-        })
-        .expect("a ConfigMap rule");
-    let patch = |ops: serde_json::Value| Patch::<()>::Json(serde_json::from_value(ops).unwrap());
-    roles
-        .patch(
-            &release.operator,
-            &PatchParams::default(),
-            &patch(json!([{"op": "remove", "path": format!("/rules/{index}")}])),
-        )
-        .await
-        .unwrap();
+    cut_rule(&roles, &release.operator, &rules, "configmaps").await;
 
     let cut = Instant::now();
     move_ann_to_b(&release).await;

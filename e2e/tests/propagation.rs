@@ -10,7 +10,7 @@ use e2e::cluster::*;
 use e2e::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{Api, DeleteParams, LogParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, LogParams, PostParams};
 use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -169,25 +169,8 @@ async fn relays_that_cannot_report_serve_the_new_table_and_show_as_unknown() {
     let sinks = sinks_and_routing(&release).await;
     let roles = Api::<Role>::namespaced(release.client.clone(), &ns);
     let role = roles.get(&release.relay).await.unwrap();
-    let index = role
-        .rules
-        .iter()
-        .flatten()
-        .position(|r| {
-            r.resources
-                .as_ref()
-                .is_some_and(|res| res.iter().any(|x| x == "routingtables/status"))
-        })
-        .expect("the relay's RoutingTable rule");
-    let patch = |ops: serde_json::Value| Patch::<()>::Json(serde_json::from_value(ops).unwrap());
-    roles
-        .patch(
-            &release.relay,
-            &PatchParams::default(),
-            &patch(json!([{"op": "remove", "path": format!("/rules/{index}")}])),
-        )
-        .await
-        .unwrap();
+    let rules = role.rules.clone().unwrap_or_default();
+    cut_rule(&roles, &release.relay, &rules, "routingtables/status").await;
 
     // The change reaches every relay (settle reads each pod's /readyz)...
     move_ann_to_b(&release).await;

@@ -4,7 +4,10 @@
 
 use operator::import::Imported;
 use operator::import::postfix::{Overrides, import};
-use routing::{CompileOptions, Decision, Objects, compile};
+use routing::{CompileOptions, compile};
+
+mod common;
+use common::decide;
 use std::collections::HashMap;
 
 fn run(main_cf: &str, files: &[(&str, &str)]) -> Imported {
@@ -28,29 +31,7 @@ fn run(main_cf: &str, files: &[(&str, &str)]) -> Imported {
     .unwrap()
 }
 
-fn objects(i: &Imported) -> Objects {
-    Objects {
-        address_spaces: i.spaces.clone(),
-        policies: Vec::new(),
-        contacts: i.contacts.clone(),
-        connectors: i.connectors.clone(),
-    }
-}
-
 /// `forward <hosts> <recipient>` or the reply code.
-fn decide(i: &Imported, rcpt: &str) -> String {
-    let c = compile(&objects(i), &CompileOptions::default());
-    match c.routing.resolve(rcpt, false) {
-        Decision::Forward {
-            recipient,
-            connector,
-        } => {
-            let hosts = &c.routing.connector(connector).hosts_display();
-            format!("forward {} {recipient}", hosts.join(","))
-        }
-        Decision::Reply(r) => format!("{} {}", r.code, r.enhanced),
-    }
-}
 
 const GATEWAY: &str = "relay_domains = example.com\n\
     relay_recipient_maps = hash:/etc/postfix/recipients\n\
@@ -98,7 +79,7 @@ fn a_gateway_forwards_listed_recipients_as_addressed_and_refuses_the_rest() {
     // relay_domains covers subdomains; the recipient map still applies.
     assert_eq!(decide(&i, "x@sub.example.com"), "550 5.1.1");
     assert_eq!(decide(&i, "x@example.org"), "554 5.7.1");
-    let c = compile(&objects(&i), &CompileOptions::default());
+    let c = compile(&i.objects(), &CompileOptions::default());
     assert!(c.reports.iter().all(|r| r.is_ready()), "{:?}", c.reports);
 }
 
@@ -121,6 +102,11 @@ fn without_a_recipient_map_a_relay_domain_accepts_everyone_and_the_default_route
         ]
     );
     assert_eq!(decide(&i, "joe@example.com"), "forward MX joe@example.com");
+    // As Postfix would, a relay domain goes by its MX, likely back to this
+    // relay: check says so.
+    let c = compile(&i.objects(), &CompileOptions::default());
+    let mx = c.report(routing::crd::Kind::SmtpConnector, "mx").unwrap();
+    assert_eq!(mx.conditions[1].reason, "MxForAcceptedDomain");
     assert_eq!(
         decide(&i, "ann@example.com"),
         "forward MX ann@elsewhere.example"

@@ -1,30 +1,11 @@
 //! `mailroute import sendmail`: aliases(5) for each local domain,
 //! virtusertable, mailertable; what cannot be said is listed.
 
-use operator::import::Imported;
 use operator::import::sendmail::{Files, import};
-use routing::{CompileOptions, Decision, Objects, compile};
+use routing::{CompileOptions, compile};
 
-fn decide(i: &Imported, rcpt: &str) -> String {
-    let objects = Objects {
-        address_spaces: i.spaces.clone(),
-        policies: Vec::new(),
-        contacts: i.contacts.clone(),
-        connectors: i.connectors.clone(),
-    };
-    let c = compile(&objects, &CompileOptions::default());
-    assert!(c.reports.iter().all(|r| r.is_ready()), "{:?}", c.reports);
-    match c.routing.resolve(rcpt, false) {
-        Decision::Forward {
-            recipient,
-            connector,
-        } => format!(
-            "forward {} {recipient}",
-            c.routing.connector(connector).hosts_display().join(",")
-        ),
-        Decision::Reply(r) => format!("{} {}", r.code, r.enhanced),
-    }
-}
+mod common;
+use common::decide;
 
 const ALIASES: &str = "# local aliases\n\
     postmaster: root\n\
@@ -50,6 +31,8 @@ fn aliases_apply_to_every_local_domain_and_local_targets_resolve_again() {
         local_domains: &local,
     };
     let i = import(&files, Some("mail")).unwrap();
+    let c = compile(&i.objects(), &CompileOptions::default());
+    assert!(c.reports.iter().all(|r| r.is_ready()), "{:?}", c.reports);
     assert_eq!(
         decide(&i, "postmaster@example.org"),
         "forward [10.0.0.1],[10.0.0.2] ann@mbx.example.com"

@@ -19,7 +19,7 @@
 //! The figure is in docs/cli.md ("import postfix").
 
 use operator::import::postfix::{Overrides, import};
-use routing::{CompileOptions, Decision, Objects, compile};
+use routing::{CompileOptions, Decision, compile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -506,13 +506,7 @@ fn agreement(v: Variant) {
     let main_cf = std::fs::read_to_string(conf.join("main.cf")).unwrap();
     let read = |p: &str| std::fs::read_to_string(p).map_err(|e| format!("{p}: {e}"));
     let imported = import("main.cf", &main_cf, &Overrides::default(), &read, None).unwrap();
-    let objects = Objects {
-        address_spaces: imported.spaces.clone(),
-        policies: Vec::new(),
-        contacts: imported.contacts.clone(),
-        connectors: imported.connectors.clone(),
-    };
-    let compiled = compile(&objects, &CompileOptions::default());
+    let compiled = compile(&imported.objects(), &CompileOptions::default());
     let skipped_multi = imported
         .skipped
         .iter()

@@ -187,6 +187,16 @@ pub fn connector(
 }
 
 impl Imported {
+    /// The objects, as the compiler takes them.
+    pub fn objects(&self) -> routing::Objects {
+        routing::Objects {
+            address_spaces: self.spaces.clone(),
+            policies: Vec::new(),
+            contacts: self.contacts.clone(),
+            connectors: self.connectors.clone(),
+        }
+    }
+
     /// Every object as YAML documents, spaces then connectors then
     /// contacts, each by name: the same input gives the same bytes.
     pub fn documents(&self) -> Vec<(String, String)> {
