@@ -31,8 +31,6 @@ fn run(main_cf: &str, files: &[(&str, &str)]) -> Imported {
     .unwrap()
 }
 
-/// `forward <hosts> <recipient>` or the reply code.
-
 const GATEWAY: &str = "relay_domains = example.com\n\
     relay_recipient_maps = hash:/etc/postfix/recipients\n\
     virtual_alias_maps = hash:/etc/postfix/virtual\n\
