@@ -6,6 +6,7 @@
 //! program, an alias with several targets, a regular-expression map) is a
 //! [`Skipped`] naming its file and line, and the summary lists every one.
 
+mod build;
 pub mod csvde;
 pub mod postfix;
 pub mod sendmail;

@@ -14,7 +14,7 @@
 //! Listed, not imported: pipes, files and `:include:` lists, several
 //! targets, `error:` entries, catch-alls to one address, other mailers.
 
-use super::postfix::{Routing, build};
+use super::build::{Routing, build};
 use super::source::{list, parse_table};
 use super::{Entry, Imported, Origin, Skipped};
 
