@@ -94,6 +94,18 @@ impl Release {
         );
     }
 
+    /// The last 200 lines of a pod's log in the release namespace.
+    pub async fn pod_log(&self, pod: &str) -> String {
+        let params = LogParams {
+            tail_lines: Some(200),
+            ..Default::default()
+        };
+        Api::<Pod>::namespaced(self.client.clone(), &self.namespace)
+            .logs(pod, &params)
+            .await
+            .unwrap()
+    }
+
     pub async fn relay_pods(&self) -> Vec<Pod> {
         pods(
             &self.client,

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, DynamicObject, LogParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use routing::Decision;
 use serde_json::json;
 use std::io::BufRead;
@@ -133,16 +133,7 @@ async fn an_operator_whose_rbac_is_cut_says_so_and_recovers_when_it_returns() {
         readyz.contains("forbidden") && readyz.contains("configmaps"),
         "{readyz}"
     );
-    let log = Api::<Pod>::namespaced(release.client.clone(), &release.namespace)
-        .logs(
-            &leader,
-            &LogParams {
-                tail_lines: Some(200),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let log = release.pod_log(&leader).await;
     assert!(
         log.lines()
             .any(|l| l.contains("reconcile failed") && l.contains("forbidden")),

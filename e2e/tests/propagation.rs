@@ -10,7 +10,7 @@ use e2e::cluster::*;
 use e2e::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{Api, DeleteParams, LogParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -203,17 +203,7 @@ async fn relays_that_cannot_report_serve_the_new_table_and_show_as_unknown() {
     let line = kubectl(&["get", "routingtables", "-n", &ns]);
     assert!(line.contains(&format!("0/{}", ready.len())), "{line}");
     // Each relay says why in its log.
-    let pods = Api::<Pod>::namespaced(release.client.clone(), &ns);
-    let log = pods
-        .logs(
-            &ready[0],
-            &LogParams {
-                tail_lines: Some(200),
-                ..Default::default()
-            },
-        )
-        .await
-        .unwrap();
+    let log = release.pod_log(&ready[0]).await;
     assert!(
         log.contains("cannot report what this relay serves") && log.contains("forbidden"),
         "{log}"
