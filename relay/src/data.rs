@@ -1,22 +1,24 @@
-//! Receiving a message and streaming it to the next hop.
+//! Receiving a message and streaming it to the transaction's next hops.
 //!
 //! The message goes on as it came on the wire (dot-stuffed CRLF lines), after
 //! our Received header, with nothing forwarded until the header section is
-//! complete (the hop count must be known first). Any problem — a bare CR or
-//! LF, an over-long line, too many hops, too big, the next hop lost — is
+//! complete (the hop count must be known first); each block read from the
+//! client is written to every next hop at once. Any problem with the message
+//! itself — a bare CR or LF, an over-long line, too many hops, too big — is
 //! remembered while the client's data is read to its strict CRLF.CRLF end;
-//! then the next hop is dropped without the final dot (it discards the
-//! partial message) and the client gets the matching refusal. 250 is said
-//! only after the next hop said 250.
+//! then every next hop is dropped without the final dot (each discards the
+//! partial message) and the client gets the matching refusal. A next hop
+//! lost on the way is dropped the same way; whether the others go on is
+//! the outcome policy's call (routing::outcome::abandon).
 
-use crate::downstream::NextHop;
+use crate::fanout::Hops;
 use crate::lines::{Line, LineReader};
 use crate::received::is_received;
 use crate::reply::{Reply, reply};
 use std::time::Duration;
 use tokio::io::AsyncRead;
 
-/// Bytes gathered before a write to the next hop.
+/// Bytes gathered before a write to the next hops.
 const FLUSH_AT: usize = 64 * 1024;
 
 pub struct DataLimits {
@@ -27,36 +29,68 @@ pub struct DataLimits {
 }
 
 pub enum DataOutcome {
-    /// The reply for the client, and whether the next hop gave its verdict
-    /// on the final dot (else the message was abandoned mid-way).
-    Reply(Reply, bool),
+    /// The message reached its end and every next hop has its verdict.
+    Finished,
+    /// The message is refused as a whole, with this reply; every next hop
+    /// still taking it was dropped without the final dot.
+    Refused(Reply),
     /// The client went away (or stalled past the timeout) mid-message.
     ClientLost,
+}
+
+/// What is kept of a message while it streams, in case a notification
+/// must return it (routing::outcome::may_notify): at most `limit` bytes,
+/// whole only when the message fits, and where its header section ends.
+pub struct Kept {
+    limit: usize,
+    pub bytes: Vec<u8>,
+    /// The length of the header section, once it ended within the limit.
+    pub header_end: Option<usize>,
+    /// The whole message is in `bytes`.
+    pub complete: bool,
+}
+
+impl Kept {
+    pub fn new(limit: usize) -> Kept {
+        Kept {
+            limit,
+            bytes: Vec::new(),
+            header_end: None,
+            complete: true,
+        }
+    }
+
+    fn take(&mut self, bytes: &[u8]) {
+        if self.complete && self.bytes.len() + bytes.len() <= self.limit {
+            self.bytes.extend_from_slice(bytes);
+        } else {
+            self.complete = false;
+        }
+    }
+
+    /// The header section (cut at the limit when it is longer).
+    pub fn headers(&self) -> &[u8] {
+        &self.bytes[..self.header_end.unwrap_or(self.bytes.len())]
+    }
 }
 
 /// The outcome and the size of the message as received.
 pub async fn receive<S: AsyncRead + Unpin>(
     io: &mut LineReader<S>,
-    hop: &mut NextHop,
+    hops: &mut Hops,
     received_header: String,
     limits: &DataLimits,
+    prdr: bool,
+    mut kept: Option<&mut Kept>,
 ) -> (DataOutcome, usize) {
     let mut size = 0usize;
-    let outcome = receive_counting(io, hop, received_header, limits, &mut size).await;
-    (outcome, size)
-}
-
-async fn receive_counting<S: AsyncRead + Unpin>(
-    io: &mut LineReader<S>,
-    hop: &mut NextHop,
-    received_header: String,
-    limits: &DataLimits,
-    size: &mut usize,
-) -> DataOutcome {
     let mut out: Vec<u8> = Vec::with_capacity(FLUSH_AT + limits.max_line);
     out.extend_from_slice(received_header.as_bytes());
+    if let Some(k) = kept.as_deref_mut() {
+        k.take(received_header.as_bytes());
+    }
     let mut in_headers = true;
-    let mut hops = 0usize;
+    let mut hops_seen = 0usize;
     let mut failure: Option<Reply> = None;
     // A lone "." ends the data only after a strict CRLF: "\n.\r\n" is the
     // smuggling sequence, not an end.
@@ -64,7 +98,10 @@ async fn receive_counting<S: AsyncRead + Unpin>(
     loop {
         let line = match tokio::time::timeout(limits.timeout, io.next_line(limits.max_line)).await {
             Ok(Ok(Some(line))) => line,
-            _ => return DataOutcome::ClientLost,
+            _ => {
+                hops.abandon();
+                return (DataOutcome::ClientLost, size);
+            }
         };
         let line = match line {
             Line::Ok(l) => l,
@@ -90,21 +127,29 @@ async fn receive_counting<S: AsyncRead + Unpin>(
             break;
         }
         after_crlf = true;
-        *size += line.len();
-        if *size > limits.max_message_size {
+        size += line.len();
+        if size > limits.max_message_size {
             failure.get_or_insert_with(|| reply(552, "5.3.4", "Message size exceeds fixed limit"));
         }
         if in_headers {
             if line == b"\r\n" {
                 in_headers = false;
+                if let Some(k) = kept.as_deref_mut()
+                    && k.complete
+                {
+                    k.header_end = Some(k.bytes.len());
+                }
             } else if is_received(line) {
-                hops += 1;
-                if hops > limits.hop_limit {
+                hops_seen += 1;
+                if hops_seen > limits.hop_limit {
                     failure.get_or_insert_with(|| {
                         reply(
                             554,
                             "5.4.6",
-                            format!("Too many hops ({} Received headers): routing loop", hops),
+                            format!(
+                                "Too many hops ({} Received headers): routing loop",
+                                hops_seen
+                            ),
                         )
                     });
                 }
@@ -113,30 +158,42 @@ async fn receive_counting<S: AsyncRead + Unpin>(
         if failure.is_some() {
             continue;
         }
+        if let Some(k) = kept.as_deref_mut() {
+            k.take(line);
+        }
         out.extend_from_slice(line);
         if !in_headers && out.len() >= FLUSH_AT {
-            if let Err(r) = hop.write(&out).await {
-                failure = Some(r);
-            }
+            failure = send(hops, &out, prdr).await;
             out.clear();
         }
     }
     if let Some(f) = failure {
-        return DataOutcome::Reply(f, false);
+        hops.abandon();
+        return (DataOutcome::Refused(f), size);
     }
-    if let Err(r) = hop.write(&out).await {
-        return DataOutcome::Reply(r, false);
+    if let Some(f) = send(hops, &out, prdr).await {
+        hops.abandon();
+        return (DataOutcome::Refused(f), size);
     }
-    match hop.finish().await {
-        Ok(r) if r.is_positive_completion() => DataOutcome::Reply(
-            reply(
-                250,
-                "2.0.0",
-                format!("Ok: accepted by the next hop ({})", r.message.trim()),
-            ),
-            true,
-        ),
-        Ok(r) => DataOutcome::Reply(r, true),
-        Err(r) => DataOutcome::Reply(r, false),
+    // A next hop that gave up on the way is known before any other gets
+    // its final dot.
+    hops.gave_up();
+    if let Some(f) = hops.abandon_reply(prdr) {
+        hops.abandon();
+        return (DataOutcome::Refused(f), size);
     }
+    hops.finish().await;
+    (DataOutcome::Finished, size)
+}
+
+/// `bytes` to every next hop still taking the message; the reply for the
+/// whole message when one failing means none may deliver.
+async fn send(hops: &mut Hops, bytes: &[u8], prdr: bool) -> Option<Reply> {
+    if !hops.streaming() {
+        // With PRDR every next hop may have failed on the way: the client's
+        // data is still read to its end, and each recipient told why.
+        return None;
+    }
+    hops.write(bytes).await;
+    hops.abandon_reply(prdr)
 }

@@ -2,6 +2,7 @@
 //! (server side) and our next hops' (client side).
 
 use std::io;
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -21,6 +22,43 @@ pub enum Io<S, T> {
 
 fn gone() -> io::Error {
     io::Error::new(io::ErrorKind::NotConnected, "connection in TLS handshake")
+}
+
+impl ClientIo {
+    /// Whether the next hop closed the connection or spoke unasked, seen
+    /// without reading or waiting (a peek at the socket): what it said, or
+    /// why the connection is gone. Bytes waiting on a TLS connection may be
+    /// TLS's own records (a session ticket), so there only the close counts.
+    pub fn peer_gave_up(&self) -> Option<String> {
+        let (tcp, tls) = match self {
+            Io::Plain(s) => (s, false),
+            Io::Tls(s) => (s.get_ref().0, true),
+            Io::Upgrading => return Some("connection in TLS handshake".into()),
+        };
+        let mut buf = [0u8; 256];
+        // SAFETY: recv into a buffer we own, on a socket we own; MSG_PEEK
+        // leaves the bytes where they are, MSG_DONTWAIT never blocks.
+        let n = unsafe {
+            libc::recv(
+                tcp.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        match n {
+            0 => Some("connection closed".into()),
+            n if n > 0 && !tls => {
+                let said = String::from_utf8_lossy(&buf[..n as usize]);
+                Some(said.lines().next().unwrap_or("").trim().to_owned())
+            }
+            n if n > 0 => None,
+            _ => {
+                let e = io::Error::last_os_error();
+                (e.kind() != io::ErrorKind::WouldBlock).then(|| e.to_string())
+            }
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin, T: AsyncRead + AsyncWrite + Unpin> AsyncRead for Io<S, T> {

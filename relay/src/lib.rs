@@ -1,16 +1,21 @@
 //! mailroute-relay: a horizontally scalable SMTP relay that resolves every
 //! recipient with the routing core and forwards it cut-through to its next
-//! hop, saying 250 only after the next hop did (DESIGN.md §6).
+//! hop, saying 250 only when every recipient is accounted for
+//! (docs/relay.md).
 //!
 //! Data flow: [`table`] (load, hot reload) → [`server`] (accept, limits) →
-//! [`session`] (commands, [`lines`] strictly) → resolve (routing crate) →
-//! [`downstream`] (next hop) ← [`data`] (message streamed with a
-//! [`received`] header).
+//! [`session`] (commands, [`lines`] strictly) → [`transaction`] (resolve
+//! with the routing crate; the [`fanout`] over its next hops, each a
+//! [`downstream`] connection) ← [`data`] (the message streamed to all of
+//! them with a [`received`] header) → the outcome (routing crate), and a
+//! [`dsn`] when it calls for one.
 
 #[cfg(feature = "kube")]
 pub mod configmap;
 pub mod data;
 pub mod downstream;
+pub mod dsn;
+pub mod fanout;
 pub mod http;
 pub mod io;
 pub mod lines;
@@ -26,6 +31,7 @@ pub mod server;
 pub mod session;
 pub mod table;
 pub mod tls;
+pub mod transaction;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,6 +47,10 @@ pub struct Config {
     pub relay_networks: Vec<networks::Cidr>,
     pub hop_limit: usize,
     pub max_recipients: usize,
+    /// Next hops one transaction may use at once; past it, 452 4.5.3.
+    pub max_next_hops: usize,
+    /// The largest message returned whole in a notification (RET=FULL).
+    pub bounce_size_limit: usize,
     pub max_message_size: usize,
     pub max_line_length: usize,
     pub max_connections_per_client: usize,
@@ -59,6 +69,8 @@ impl Default for Config {
             relay_networks: networks::parse_list("127.0.0.0/8,::1").expect("valid default"),
             hop_limit: 50,
             max_recipients: 100,
+            max_next_hops: 10,
+            bounce_size_limit: 50_000,
             max_message_size: 25 * 1024 * 1024,
             max_line_length: 8192,
             max_connections_per_client: 50,

@@ -72,6 +72,16 @@ struct Options {
     hop_limit: usize,
     #[arg(long, env = "MAILROUTE_MAX_RECIPIENTS", default_value_t = 100)]
     max_recipients: usize,
+    /// Next hops one transaction may use at once, each with a connection of
+    /// its own; a recipient for one more gets 452 4.5.3 and is retried by
+    /// the sender in a new transaction.
+    #[arg(long, env = "MAILROUTE_MAX_NEXT_HOPS", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    max_next_hops: u16,
+    /// Bytes: the largest message a delivery status notification returns
+    /// whole (when the sender asked RET=FULL and may relay); a larger one
+    /// returns its header section only (Postfix's bounce_size_limit).
+    #[arg(long, env = "MAILROUTE_BOUNCE_SIZE_LIMIT", default_value_t = 50_000)]
+    bounce_size_limit: usize,
     /// Bytes.
     #[arg(long, env = "MAILROUTE_MAX_MESSAGE_SIZE", default_value_t = 25 * 1024 * 1024)]
     max_message_size: usize,
@@ -198,6 +208,8 @@ fn run(o: Options) -> anyhow::Result<()> {
         relay_networks,
         hop_limit: o.hop_limit,
         max_recipients: o.max_recipients,
+        max_next_hops: usize::from(o.max_next_hops),
+        bounce_size_limit: o.bounce_size_limit,
         max_message_size: o.max_message_size,
         max_line_length: o.max_line_length,
         max_connections_per_client: o.max_connections_per_client,

@@ -20,8 +20,16 @@ pub struct DecisionLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
-    /// delivered, refused, failed.
+    /// Transactions: delivered, refused, failed, partial_prdr,
+    /// partial_notified, partial_deferred, partial_refused
+    /// (routing::outcome::Outcome). Connections: opened, reused.
     pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// Notifications: sent, deferred, refused. PRDR: per_recipient, one.
+    pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -34,6 +42,15 @@ pub struct Metrics {
     pub sessions: Counter,
     pub sessions_active: Gauge,
     pub transactions: Family<OutcomeLabels, Counter>,
+    /// Next hops per transaction that reached DATA.
+    pub next_hops: Histogram,
+    /// Transactions whose client asked for PRDR, by how they were answered.
+    pub prdr: Family<ResultLabels, Counter>,
+    /// Delivery status notifications the relay sent, by their fate.
+    pub notifications: Family<ResultLabels, Counter>,
+    /// Recipients whose next hop accepted a message the client was then
+    /// told to send again (4xx) or told failed (5xx): each may get it twice.
+    pub duplicate_risk: Counter,
     pub recipients: Family<DecisionLabels, Counter>,
     /// Seconds from sending a command to the next hop to its reply.
     pub downstream_latency: Histogram,
@@ -51,6 +68,10 @@ impl Default for Metrics {
         let sessions = Counter::default();
         let sessions_active = Gauge::default();
         let transactions = Family::<OutcomeLabels, Counter>::default();
+        let next_hops = Histogram::new([1.0, 2.0, 3.0, 4.0, 6.0, 10.0, 20.0]);
+        let prdr = Family::<ResultLabels, Counter>::default();
+        let notifications = Family::<ResultLabels, Counter>::default();
+        let duplicate_risk = Counter::default();
         let recipients = Family::<DecisionLabels, Counter>::default();
         let downstream_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         let message_bytes = Counter::default();
@@ -71,6 +92,26 @@ impl Default for Metrics {
             "transactions",
             "Transactions by outcome (after DATA)",
             transactions.clone(),
+        );
+        registry.register(
+            "transaction_next_hops",
+            "Next hops per transaction that reached DATA",
+            next_hops.clone(),
+        );
+        registry.register(
+            "prdr_transactions",
+            "Transactions whose client asked for PRDR, by how they were answered (per_recipient, one)",
+            prdr.clone(),
+        );
+        registry.register(
+            "notifications",
+            "Delivery status notifications sent for recipients refused after others accepted, by result (sent, deferred, refused)",
+            notifications.clone(),
+        );
+        registry.register(
+            "duplicate_risk_recipients",
+            "Recipients already accepted by their next hop when the client was told to send again (4xx) or that the message failed (5xx)",
+            duplicate_risk.clone(),
         );
         registry.register(
             "recipients",
@@ -117,6 +158,10 @@ impl Default for Metrics {
             sessions,
             sessions_active,
             transactions,
+            next_hops,
+            prdr,
+            notifications,
+            duplicate_risk,
             recipients,
             downstream_latency,
             downstream_connections,
@@ -152,6 +197,22 @@ impl Metrics {
         self.transactions
             .get_or_create(&OutcomeLabels {
                 outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn notification(&self, result: &str) {
+        self.notifications
+            .get_or_create(&ResultLabels {
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn prdr(&self, replies: &str) {
+        self.prdr
+            .get_or_create(&ResultLabels {
+                result: replies.into(),
             })
             .inc();
     }

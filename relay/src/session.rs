@@ -1,20 +1,19 @@
 //! One SMTP session (RFC 5321): commands parsed with smtp-proto after the
-//! strict line check, a transaction at a time, each recipient resolved with
-//! the routing core on the table the transaction started with, and
-//! forwarded cut-through to one next hop.
+//! strict line check, a [`Transaction`] at a time, each recipient resolved
+//! with the routing core on the table the transaction started with and
+//! forwarded cut-through to its next hop; the message streamed to all of
+//! them, and the answer the outcome policy gives.
 
 use crate::Shared;
-use crate::data::{self, DataLimits, DataOutcome};
-use crate::downstream::{Envelope, HopId, MailParams, NextHop, RcptParams};
+use crate::data::{self, DataLimits, DataOutcome, Kept};
+use crate::downstream::MailParams;
 use crate::io::{Io, ServerIo};
 use crate::lines::{Line, LineReader};
 use crate::received::Trace;
-use crate::reply::{Reply, from_routing, reply};
-use crate::table::Loaded;
-use routing::Decision;
+use crate::reply::{Reply, reply};
+use crate::transaction::{Conclusion, Transaction};
 use smtp_proto::{
     Error as ParseError, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom,
-    RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo,
     Request,
 };
 use std::net::IpAddr;
@@ -25,16 +24,6 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
 /// The longest command line we read (RFC 5321 says 512; extensions need more).
 const MAX_COMMAND_LINE: usize = 2048;
-
-struct Transaction {
-    table: Arc<Loaded>,
-    from: String,
-    params: MailParams,
-    hop: Option<NextHop>,
-    /// Why the next hop can no longer take this transaction's message.
-    broken: Option<Reply>,
-    recipients: Vec<String>,
-}
 
 struct Session<S> {
     io: LineReader<ServerIo<S>>,
@@ -189,8 +178,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn command(&mut self, line: &[u8]) -> Next {
-        let request = match Request::parse(&mut line.iter()) {
-            Ok(r) => r.into_owned(),
+        // smtp-proto does not know PRDR: a MAIL asking for it is parsed
+        // without the parameter.
+        let (parsed, prdr) = match Request::parse(&mut line.iter()) {
+            Err(ParseError::UnsupportedParameter { param }) if param == "PRDR" => {
+                match without_prdr(line) {
+                    Some(rest) => (
+                        Request::parse(&mut rest.iter()).map(Request::into_owned),
+                        true,
+                    ),
+                    None => (Err(ParseError::UnsupportedParameter { param }), false),
+                }
+            }
+            other => (other.map(Request::into_owned), false),
+        };
+        let request = match parsed {
+            Ok(r) => r,
             Err(e) => {
                 let r = match e {
                     ParseError::UnknownCommand => reply(500, "5.5.1", "Command unrecognized"),
@@ -226,7 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     ""
                 };
                 let ehlo = format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}250-DSN\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}250-DSN\r\n250-PRDR\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
                     self.shared.config.hostname, self.shared.config.max_message_size
                 );
                 self.out.extend_from_slice(ehlo.as_bytes());
@@ -239,14 +242,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.say(&r);
             }
             Request::Mail { from } => {
-                let r = self.mail(from);
+                let r = self.mail(from, prdr);
                 self.say(&r);
                 if r.code >= 400 {
                     return self.error();
                 }
             }
             Request::Rcpt { to } => {
-                let (r, reason) = self.rcpt(to).await;
+                let (r, reason) = match self.tx.as_mut() {
+                    Some(tx) => tx.rcpt(&self.shared, to, self.may_relay).await,
+                    None => (reply(503, "5.5.1", "Need MAIL before RCPT"), "BadSequence"),
+                };
                 let decision = match r.code {
                     200..=299 => "forward",
                     400..=499 => "defer",
@@ -284,13 +290,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Next::Continue
     }
 
-    fn mail(&mut self, from: MailFrom<String>) -> Reply {
+    fn mail(&mut self, from: MailFrom<String>, prdr: bool) -> Reply {
         let (size, flags) = (from.size, from.flags);
         if self.helo.is_none() {
             return reply(503, "5.5.1", "Send HELO or EHLO first");
         }
         if self.tx.is_some() {
             return reply(503, "5.5.1", "Nested MAIL command");
+        }
+        if prdr && !self.esmtp {
+            return reply(555, "5.5.4", "PRDR needs EHLO");
         }
         if size > self.shared.config.max_message_size {
             return reply(552, "5.3.4", "Message size exceeds fixed limit");
@@ -302,104 +311,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "Routing table not loaded yet; try again later",
             );
         };
-        self.tx = Some(Transaction {
-            table,
-            from: from.address,
-            params: MailParams {
-                size: (size > 0).then_some(size),
-                eight_bit: flags & MAIL_BODY_8BITMIME != 0,
-                smtputf8: flags & MAIL_SMTPUTF8 != 0,
-                ret: flags & (MAIL_RET_FULL | MAIL_RET_HDRS),
-                envid: from.env_id,
-            },
-            hop: None,
-            broken: None,
-            recipients: Vec::new(),
-        });
+        let params = MailParams {
+            size: (size > 0).then_some(size),
+            eight_bit: flags & MAIL_BODY_8BITMIME != 0,
+            smtputf8: flags & MAIL_SMTPUTF8 != 0,
+            ret: flags & (MAIL_RET_FULL | MAIL_RET_HDRS),
+            envid: from.env_id,
+        };
+        self.tx = Some(Transaction::new(table, from.address, params, prdr));
         reply(250, "2.1.0", "Ok")
-    }
-
-    /// The reply for one RCPT, and the reason for metrics.
-    async fn rcpt(&mut self, to: RcptTo<String>) -> (Reply, &'static str) {
-        let shared = &self.shared;
-        let Some(tx) = self.tx.as_mut() else {
-            return (reply(503, "5.5.1", "Need MAIL before RCPT"), "BadSequence");
-        };
-        if tx.recipients.len() >= shared.config.max_recipients {
-            return (
-                reply(452, "4.5.3", "Too many recipients"),
-                "TooManyRecipients",
-            );
-        }
-        let (recipient, connector) = match tx.table.routing.resolve(&to.address, self.may_relay) {
-            Decision::Reply(r) => return (from_routing(&r), r.reason.as_str()),
-            Decision::Forward {
-                recipient,
-                connector,
-            } => (recipient, connector),
-        };
-        if let Some(broken) = &tx.broken {
-            return (broken.clone(), "NextHopLost");
-        }
-        let route = tx.table.routing.connector(connector);
-        let too_big = matches!((route.max_message_size, tx.params.size), (Some(max), Some(size)) if size as u64 > max);
-        if too_big {
-            return (
-                reply(552, "5.3.4", "Message too big for this recipient's route"),
-                "TooBig",
-            );
-        }
-        let id = HopId::of(connector, route, &recipient);
-        let dsn = RcptParams {
-            notify: to.flags
-                & (RCPT_NOTIFY_NEVER
-                    | RCPT_NOTIFY_SUCCESS
-                    | RCPT_NOTIFY_FAILURE
-                    | RCPT_NOTIFY_DELAY),
-            orcpt: to.orcpt,
-        };
-        let answer = match &mut tx.hop {
-            Some(hop) if hop.id != id => {
-                // One next hop per transaction: the sender retries this one
-                // in a transaction of its own (RFC 5321 §4.5.3.1.10).
-                let r = reply(
-                    452,
-                    "4.5.3",
-                    "Recipient routed to another next hop; try it in a new transaction",
-                );
-                return (r, "OtherNextHop");
-            }
-            Some(hop) => hop.rcpt(&recipient, &to.address, &dsn).await,
-            None => {
-                let envelope = Envelope {
-                    from: &tx.from,
-                    params: &tx.params,
-                    to: &recipient,
-                    original: &to.address,
-                    dsn: &dsn,
-                };
-                match shared.outbound.start(id, route, &envelope).await {
-                    Ok((hop, r)) => {
-                        tx.hop = Some(hop);
-                        Ok(r)
-                    }
-                    Err((r, reason)) => return (r, reason),
-                }
-            }
-        };
-        match answer {
-            Ok(r) if r.is_positive_completion() => {
-                tx.recipients.push(recipient);
-                (reply(250, "2.1.5", "Ok"), "Routed")
-            }
-            Ok(r) => (r, "NextHop"),
-            Err(r) => {
-                // The next hop is gone; the transaction cannot deliver.
-                tx.hop = None;
-                tx.broken = Some(r.clone());
-                (r, "NextHopLost")
-            }
-        }
     }
 
     async fn data(&mut self) -> Next {
@@ -407,35 +327,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.say(&reply(503, "5.5.1", "Need MAIL before DATA"));
             return self.error();
         };
-        if tx.recipients.is_empty() {
-            if let Some(hop) = tx.hop.take() {
-                hop.reset(&self.shared.outbound).await;
-            }
-            self.say(&reply(554, "5.5.1", "No valid recipients"));
-            return Next::Continue;
-        }
-        if let Some(r) = tx.broken.take() {
-            self.say(&r);
-            return Next::Continue;
-        }
-        let Some(mut hop) = tx.hop.take() else {
-            self.say(&reply(451, "4.4.2", "Next hop lost; try again later"));
-            return Next::Continue;
-        };
-        if let Err(r) = hop.data().await {
-            if r.code != 421 {
-                hop.reset(&self.shared.outbound).await;
-            }
+        if let Some(r) = tx.start_data(&self.shared, &self.id).await {
+            tx.hops.end(&self.shared.outbound).await;
             self.say(&r);
             return Next::Continue;
         }
         self.out
             .extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
         if self.flush().await.is_err() {
+            tx.hops.abandon();
             return Next::Close;
         }
         let config = &self.shared.config;
-        let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].as_str());
+        let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].routed.as_str());
         let header = Trace {
             helo: self.helo.as_deref().unwrap_or("unknown"),
             client: self.peer,
@@ -452,23 +356,43 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             hop_limit: config.hop_limit,
             timeout: config.data_timeout,
         };
-        let (outcome, bytes) = data::receive(&mut self.io, &mut hop, header, &limits).await;
+        let mut kept = tx.may_notify().then(|| Kept::new(config.bounce_size_limit));
+        let (outcome, bytes) = data::receive(
+            &mut self.io,
+            &mut tx.hops,
+            header,
+            &limits,
+            tx.prdr,
+            kept.as_mut(),
+        )
+        .await;
         self.shared.metrics.message_bytes.inc_by(bytes as u64);
-        match outcome {
-            DataOutcome::Reply(r, finished) => {
-                // After the next hop's verdict on the final dot the
-                // connection is between transactions and can serve the
-                // next one. Otherwise it is dropped without the final dot,
-                // so the next hop discards what it got.
-                if finished && r.code != 421 {
-                    hop.release(&self.shared.outbound);
+        let next = match outcome {
+            DataOutcome::Finished => {
+                match tx
+                    .conclude(&self.shared, &self.id, self.may_relay, kept.as_ref())
+                    .await
+                {
+                    Conclusion::One(r) => self.say(&r),
+                    Conclusion::PerRecipient(replies, last) => {
+                        // PRDR: the intermediate 353 carries no enhanced code.
+                        self.out
+                            .extend_from_slice(b"353 PRDR content analysis beginning\r\n");
+                        for r in &replies {
+                            self.say(r);
+                        }
+                        self.say(&last);
+                    }
                 }
-                let outcome = match r.code {
-                    250 => "delivered",
-                    500..=599 => "refused",
-                    _ => "failed",
+                Next::Continue
+            }
+            DataOutcome::Refused(r) => {
+                let outcome = if r.code >= 500 {
+                    routing::outcome::Outcome::Refused
+                } else {
+                    routing::outcome::Outcome::Failed
                 };
-                self.shared.metrics.transaction(outcome);
+                tx.record(&self.shared, &self.id, &r, outcome);
                 self.say(&r);
                 Next::Continue
             }
@@ -476,7 +400,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.shared.metrics.transaction("failed");
                 Next::Close
             }
-        }
+        };
+        tx.hops.end(&self.shared.outbound).await;
+        next
     }
 
     /// RFC 3207: after 220 the connection turns TLS, the client starts over
@@ -514,8 +440,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn end_transaction(&mut self) {
-        if let Some(hop) = self.tx.take().and_then(|tx| tx.hop) {
-            hop.reset(&self.shared.outbound).await;
+        if let Some(tx) = self.tx.take() {
+            tx.hops.end(&self.shared.outbound).await;
+        }
+    }
+}
+
+/// A MAIL command line without its PRDR parameter (the last
+/// whitespace-separated token that is PRDR, in any case): parameters
+/// follow the reverse-path.
+fn without_prdr(line: &[u8]) -> Option<Vec<u8>> {
+    let end = line.len()
+        - line
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_whitespace())
+            .count();
+    let body = &line[..end];
+    let mut i = body.len();
+    while i > 0 {
+        let token_end = i;
+        while i > 0 && !body[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+        let token = &body[i..token_end];
+        if token.eq_ignore_ascii_case(b"PRDR") && i > 0 {
+            let start = i - 1;
+            let mut out = body[..start].to_vec();
+            out.extend_from_slice(&body[token_end..]);
+            out.extend_from_slice(&line[end..]);
+            return Some(out);
+        }
+        while i > 0 && body[i - 1].is_ascii_whitespace() {
+            i -= 1;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_prdr;
+
+    #[test]
+    fn prdr_is_taken_out_of_a_mail_command() {
+        let cases: [(&[u8], Option<&[u8]>); 5] = [
+            (
+                b"MAIL FROM:<a@b.c> PRDR\r\n",
+                Some(b"MAIL FROM:<a@b.c>\r\n"),
+            ),
+            (
+                b"MAIL FROM:<a@b.c> prdr SIZE=10\r\n",
+                Some(b"MAIL FROM:<a@b.c> SIZE=10\r\n"),
+            ),
+            (
+                b"MAIL FROM:<a@b.c> SIZE=10 PRDR BODY=8BITMIME\r\n",
+                Some(b"MAIL FROM:<a@b.c> SIZE=10 BODY=8BITMIME\r\n"),
+            ),
+            (b"MAIL FROM:<a@b.c> PRDR=1\r\n", None),
+            (b"PRDR\r\n", None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(
+                without_prdr(line).as_deref(),
+                want,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 }

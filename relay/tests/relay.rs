@@ -74,28 +74,6 @@ async fn routes_each_recipient_to_its_next_hop_and_rewrites_it() {
 }
 
 #[tokio::test]
-async fn a_recipient_for_another_next_hop_gets_452_and_its_own_transaction_works() {
-    let (mbx1, mbx2) = two_sinks().await;
-    let relay = Relay::with_objects(config(), &alias_table(&mbx1, &mbx2)).await;
-    let mut c = Client::connect(relay.addr).await;
-    let rcpts = c
-        .envelope("s@outside.org", &["ann@example.com", "bob@example.com"])
-        .await;
-    assert_eq!(codes(&rcpts[0]), "250 2.1.5");
-    assert_eq!(codes(&rcpts[1]), "452 4.5.3");
-    assert_eq!(code(&c.data(MESSAGE).await), "250");
-    // The sender retries bob in a transaction of its own.
-    assert_eq!(code(&c.cmd("MAIL FROM:<s@outside.org>").await), "250");
-    assert_eq!(
-        codes(&c.cmd("RCPT TO:<bob@example.com>").await),
-        "250 2.1.5"
-    );
-    assert_eq!(code(&c.data(MESSAGE).await), "250");
-    assert_eq!(mbx1.messages()[0].rcpt_to, ["ann@mbx1.example.com"]);
-    assert_eq!(mbx2.messages()[0].rcpt_to, ["bob@mbx2.example.com"]);
-}
-
-#[tokio::test]
 async fn routing_refusals_come_from_the_table() {
     let (mbx1, mbx2) = two_sinks().await;
     let relay = Relay::with_objects(config(), &alias_table(&mbx1, &mbx2)).await;

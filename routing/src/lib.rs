@@ -2,13 +2,16 @@
 //!
 //! Data flow: [`crd`] objects → [`compile`] (validate, claim, policies; then
 //! the analyser: loops and authority) → [`report`] (conditions) → [`table`]
-//! (encode / load) → [`resolve`]. No I/O, no async, no clock.
+//! (encode / load) → [`resolve`]; after the data, [`outcome`] (what to
+//! answer a client whose recipients went to several next hops). No I/O, no
+//! async, no clock.
 
 pub mod address;
 mod analyse;
 pub mod compile;
 pub mod crd;
 pub mod fixtures;
+pub mod outcome;
 pub mod pattern;
 pub mod propagation;
 pub mod report;

@@ -5,6 +5,7 @@
 //! up by [`open`] (STARTTLS, AUTH) and kept for reuse in a [`pool`].
 
 mod auth;
+mod deliver;
 pub mod open;
 pub mod pool;
 pub mod targets;
@@ -475,6 +476,21 @@ impl NextHop {
                 "Next hop timed out during DATA; try again later",
             )),
         }
+    }
+
+    /// Whether the next hop gave up on the message before its end: it
+    /// closed the connection, or said something unasked (a 421 or 5xx
+    /// before its close) while the data streamed. Looked at without waiting,
+    /// just before the final dot, so that a next hop gone on the way is
+    /// known before any other is sent its dot (routing::outcome::abandon).
+    pub fn gave_up(&self) -> Option<Reply> {
+        let said = self.conn.client.stream.peer_gave_up()?;
+        tracing::warn!(said = %said, "the next hop gave up during DATA");
+        Some(reply(
+            451,
+            "4.4.2",
+            format!("The next hop gave up during DATA ({said}); try again later"),
+        ))
     }
 
     /// The final dot, and the next hop's verdict on the message.

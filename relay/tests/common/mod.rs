@@ -36,6 +36,14 @@ pub struct SinkBehaviour {
     pub drop_in_data_after: Option<usize>,
     /// Answer the final dot with this instead of 250.
     pub data_reply: Option<String>,
+    /// Answer the final dot of every Nth message (counted over all
+    /// connections) with this refusal instead of 250.
+    pub refuse_every: Option<(usize, String)>,
+    /// Close the connection after this many bytes of DATA, in every Nth
+    /// message (counted over all connections).
+    pub drop_every: Option<(usize, usize)>,
+    /// Answer the DATA command with this instead of 354.
+    pub data_command_reply: Option<String>,
     /// Offer STARTTLS with this certificate.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     /// Offer AUTH PLAIN and accept only this user and password.
@@ -51,6 +59,9 @@ pub struct SinkBehaviour {
 
 pub struct Sink {
     pub addr: SocketAddr,
+    /// DATA commands seen (over all connections), for `refuse_every` and
+    /// `drop_every`.
+    pub data_started: Arc<AtomicUsize>,
     pub received: Arc<Mutex<Vec<Received>>>,
     /// Every command line seen, for protocol checks.
     pub commands: Arc<Mutex<Vec<String>>>,
@@ -73,7 +84,13 @@ impl Sink {
         let received = Arc::new(Mutex::new(Vec::new()));
         let commands = Arc::new(Mutex::new(Vec::new()));
         let connections = Arc::new(AtomicUsize::new(0));
-        let (r, c, n) = (received.clone(), commands.clone(), connections.clone());
+        let data_started = Arc::new(AtomicUsize::new(0));
+        let (r, c, n, d) = (
+            received.clone(),
+            commands.clone(),
+            connections.clone(),
+            data_started.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -85,11 +102,13 @@ impl Sink {
                     behaviour.clone(),
                     r.clone(),
                     c.clone(),
+                    d.clone(),
                 ));
             }
         });
         Ok(Sink {
             addr,
+            data_started,
             received,
             commands,
             connections,
@@ -139,6 +158,7 @@ async fn sink_session(
     b: SinkBehaviour,
     received: Arc<Mutex<Vec<Received>>>,
     commands: Arc<Mutex<Vec<String>>>,
+    data_started: Arc<AtomicUsize>,
 ) {
     let mut io: BufReader<SinkIo> = BufReader::new(relay::io::Io::Plain(stream));
     let _ = io.get_mut().write_all(b"220 sink ESMTP\r\n").await;
@@ -214,6 +234,25 @@ async fn sink_session(
                 "250 2.1.5 Ok\r\n".into()
             }
         } else if upper.starts_with("DATA") {
+            if let Some(reply) = &b.data_command_reply {
+                let _ = io
+                    .get_mut()
+                    .write_all(format!("{reply}\r\n").as_bytes())
+                    .await;
+                continue;
+            }
+            let nth = data_started.fetch_add(1, Ordering::SeqCst) + 1;
+            let refusal = b
+                .refuse_every
+                .as_ref()
+                .filter(|(every, _)| nth.is_multiple_of(*every))
+                .map(|(_, r)| r.clone())
+                .or(b.data_reply.clone());
+            let drop_after = b
+                .drop_every
+                .filter(|(every, _)| nth.is_multiple_of(*every))
+                .map(|(_, after)| after)
+                .or(b.drop_in_data_after);
             let _ = io
                 .get_mut()
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
@@ -225,9 +264,7 @@ async fn sink_session(
                     return;
                 }
                 data.push(byte[0]);
-                if b.drop_in_data_after
-                    .is_some_and(|limit| data.len() >= limit)
-                {
+                if drop_after.is_some_and(|limit| data.len() >= limit) {
                     return;
                 }
                 if data.ends_with(b"\r\n.\r\n") || data == b".\r\n" {
@@ -236,7 +273,7 @@ async fn sink_session(
             }
             data.truncate(data.len() - 3);
             current.data = data;
-            if let Some(reply) = &b.data_reply {
+            if let Some(reply) = refusal {
                 format!("{reply}\r\n")
             } else {
                 received.lock().unwrap().push(std::mem::take(&mut current));
