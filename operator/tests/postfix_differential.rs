@@ -23,9 +23,10 @@ use routing::{CompileOptions, Decision, compile};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::mta::Postfix;
 
 /// A small deterministic generator (xorshift64*): the same configuration
 /// on every run.
@@ -231,116 +232,59 @@ fn generate(seed: u64, v: Variant) -> Generated {
     g
 }
 
-/// A private Postfix instance that records each delivery instead of making it.
-struct Postfix {
-    dir: PathBuf,
-    port: u16,
+/// A private Postfix instance that records each delivery instead of making
+/// it: its smtp and relay transports are a pipe(8) command.
+struct Recording {
+    postfix: Postfix,
 }
 
 const SENDER: &str = "probe@sender.test";
 
-impl Postfix {
-    fn start(dir: &Path, g: &Generated, port: u16) -> Postfix {
-        let conf = dir.join("conf");
-        for sub in ["conf", "queue", "data", "rec"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        run("chown", &["postfix", dir.join("data").to_str().unwrap()]);
-        run("chmod", &["777", dir.join("rec").to_str().unwrap()]);
-        run("chmod", &["755", dir.to_str().unwrap()]);
-        let record = dir.join("rec/record");
+impl Recording {
+    fn start(dir: &Path, g: &Generated, port: u16) -> Recording {
+        let rec = dir.join("rec");
+        std::fs::create_dir_all(&rec).unwrap();
+        std::fs::set_permissions(&rec, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let record = rec.join("record");
         std::fs::write(
             &record,
-            format!("#!/bin/sh\necho \"$*\" >> {}/rec/records\n", dir.display()),
+            format!("#!/bin/sh\necho \"$*\" >> {}/records\n", rec.display()),
         )
         .unwrap();
-        run("chmod", &["755", record.to_str().unwrap()]);
+        std::fs::set_permissions(&record, std::fs::Permissions::from_mode(0o755)).unwrap();
         let d = dir.display();
-        // The routing under test, then what the harness needs (a private
-        // queue, a loopback port, a client outside mynetworks, no error
-        // throttling for thousands of refused recipients).
-        std::fs::write(
-            conf.join("main.cf"),
-            format!(
-                "compatibility_level = 3.6\n\
-                 {routing}\
-                 mydestination =\n\
-                 queue_directory = {d}/queue\n\
-                 data_directory = {d}/data\n\
-                 maillog_file_prefixes = {d}\n\
-                 maillog_file = {d}/maillog\n\
-                 myhostname = postfix.differential.test\n\
-                 inet_interfaces = 127.0.0.1\n\
-                 inet_protocols = ipv4\n\
-                 mynetworks = 192.0.2.0/24\n\
-                 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
-                 smtpd_error_sleep_time = 0\n\
-                 smtpd_soft_error_limit = 1000000\n\
-                 smtpd_hard_error_limit = 1000000\n\
-                 smtpd_junk_command_limit = 1000000\n",
-                routing = g.routing.replace('@', &format!("{d}/conf")),
-            ),
-        )
-        .unwrap();
-        for (name, lines) in [
-            ("recipients", &g.recipients),
-            ("virtual", &g.virtual_),
-            ("transport", &g.transport),
-        ] {
-            let path = conf.join(name);
-            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
-            run(
-                "postmap",
-                &["-c", conf.to_str().unwrap(), path.to_str().unwrap()],
-            );
-        }
+        // The routing under test, then what the harness needs (a client
+        // outside mynetworks, no error throttling for thousands of refused
+        // recipients).
+        let main = format!(
+            "{routing}\
+             myhostname = postfix.differential.test\n\
+             mynetworks = 192.0.2.0/24\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+             smtpd_error_sleep_time = 0\n\
+             smtpd_soft_error_limit = 1000000\n\
+             smtpd_hard_error_limit = 1000000\n\
+             smtpd_junk_command_limit = 1000000\n",
+            routing = g.routing.replace('@', &format!("{d}/conf")),
+        );
         let pipe = |transport: &str| {
             format!(
                 "{transport} unix - n n - - pipe flags=q user=nobody argv={} {transport} ${{original_recipient}} ${{nexthop}} ${{recipient}}\n",
                 record.display()
             )
         };
-        let master = format!(
-            "127.0.0.1:{port} inet n - n - - smtpd\n\
-             pickup unix n - n 60 1 pickup\n\
-             cleanup unix n - n - 0 cleanup\n\
-             qmgr unix n - n 300 1 qmgr\n\
-             rewrite unix - - n - - trivial-rewrite\n\
-             bounce unix - - n - 0 bounce\n\
-             defer unix - - n - 0 bounce\n\
-             trace unix - - n - 0 bounce\n\
-             verify unix - - n - 1 verify\n\
-             flush unix n - n 1000? 0 flush\n\
-             proxymap unix - - n - - proxymap\n\
-             {}{}\
-             showq unix n - n - - showq\n\
-             error unix - - n - - error\n\
-             retry unix - - n - - error\n\
-             discard unix - - n - - discard\n\
-             anvil unix - - n - 1 anvil\n\
-             scache unix - - n - 1 scache\n\
-             postlog unix-dgram n - n - 1 postlogd\n",
-            pipe("smtp"),
-            pipe("relay")
-        );
-        std::fs::write(conf.join("master.cf"), master).unwrap();
-        run("postfix", &["-c", conf.to_str().unwrap(), "start"]);
-        let pf = Postfix {
-            dir: dir.to_owned(),
-            port,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "Postfix did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        pf
+        let postfix = Postfix::configure(dir, port, &main, &(pipe("smtp") + &pipe("relay")));
+        postfix.map("recipients", &g.recipients);
+        postfix.map("virtual", &g.virtual_);
+        postfix.map("transport", &g.transport);
+        postfix.start();
+        Recording { postfix }
     }
 
     /// RCPT for each address (one message each): the reply code of the
     /// refused ones, and the accepted ones.
     fn ask(&self, addresses: &BTreeSet<String>) -> BTreeMap<String, u16> {
-        let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", self.postfix.port)).unwrap();
         let mut reader = BufReader::new(stream.try_clone().unwrap());
         let mut writer = stream;
         let mut reply = |w: &mut TcpStream, line: Option<&str>| -> u16 {
@@ -383,15 +327,13 @@ impl Postfix {
     /// Every delivery recorded, once the queue is empty: original
     /// recipient → (next hop, final recipient).
     fn deliveries(&self, accepted: usize) -> BTreeMap<String, (String, String)> {
-        let records = self.dir.join("rec/records");
+        let records = self.postfix.dir.join("rec/records");
         let deadline = Instant::now() + Duration::from_secs(300);
         let mut last = (0, Instant::now());
         loop {
             let text = std::fs::read_to_string(&records).unwrap_or_default();
             let n = text.lines().count();
-            let queue_empty = ["incoming", "active", "deferred", "maildrop"]
-                .iter()
-                .all(|q| walk(&self.dir.join("queue").join(q)) == 0);
+            let queue_empty = self.postfix.queued() == 0;
             if n != last.0 {
                 last = (n, Instant::now());
             }
@@ -415,40 +357,6 @@ impl Postfix {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let conf = self.dir.join("conf");
-        let _ = Command::new("postfix")
-            .args(["-c", conf.to_str().unwrap(), "stop"])
-            .output();
-    }
-}
-
-fn walk(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            if e.path().is_dir() {
-                walk(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
-}
-
-fn run(program: &str, args: &[&str]) {
-    let out = Command::new(program).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn free_port() -> u16 {
@@ -496,7 +404,7 @@ fn agreement(v: Variant) {
         .prefix("mailroute-postfix-diff")
         .tempdir_in("/tmp")
         .unwrap();
-    let postfix = Postfix::start(dir.path(), &g, free_port());
+    let postfix = Recording::start(dir.path(), &g, free_port());
     let answers = postfix.ask(&g.addresses);
     let accepted = answers.values().filter(|&&c| c == 250).count();
     let delivered = postfix.deliveries(accepted);

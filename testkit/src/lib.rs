@@ -1,14 +1,16 @@
-//! Test support for the Kubernetes I/O of the operator and the relay (a
-//! dev-dependency only):
+//! Test support for the operator and the relay (a dev-dependency only):
 //! - [`mock_api`]: a tower-test API server that records every request, so a
 //!   test asserts the exact sequence, method, path and body;
 //! - [`fake_cluster`]: a mocked API server with just enough state (lists,
 //!   quiet watches, Leases) to run the operator as a whole;
 //! - [`rbac`]: what a ServiceAccount may do under the RBAC manifests in
-//!   `deploy/`, so a test proves every recorded request would be allowed.
+//!   `deploy/`, so a test proves every recorded request would be allowed;
+//! - [`mta`]: private Postfix and Exim instances, real MTAs as the relay's
+//!   peers and the importers' reference.
 
 pub mod fake_cluster;
 pub mod mock_api;
+pub mod mta;
 pub mod rbac;
 
 pub use fake_cluster::{FakeCluster, Seen};

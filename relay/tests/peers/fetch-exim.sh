@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Debian's Exim as a test peer beside Postfix (relay/tests/senders.rs).
+# The two conflict as packages (each is the machine's mail transport
+# agent), so Exim's binary is taken from its .deb and extracted under
+# cargo's target directory (interop/exim/usr/sbin/exim4, where
+# relay/build.rs looks), with the libraries it links and the user it runs
+# deliveries as. Nothing of the machine's mail system changes. Needs root
+# and Debian's package mirror.
+#
+#   relay/tests/peers/fetch-exim.sh
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+target=$(cargo metadata --format-version 1 --no-deps |
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+dest=$target/interop/exim
+if [ -x "$dest/usr/sbin/exim4" ] && id Debian-exim >/dev/null 2>&1; then
+  exit 0
+fi
+echo "== Exim for the interop tests, from Debian's exim4-daemon-light, into $dest"
+export DEBIAN_FRONTEND=noninteractive
+# What the binary links (apt-cache depends exim4-daemon-light).
+apt-get install -y -qq libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 \
+  libnsl2 libpcre2-8-0 libcrypt1 >/dev/null
+id Debian-exim >/dev/null 2>&1 ||
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+(cd "$work" && apt-get download -qq exim4-daemon-light 2>/dev/null)
+rm -rf "$dest"
+mkdir -p "$dest"
+dpkg -x "$work"/exim4-daemon-light_*.deb "$dest"
+# -bV prints what the binary supports (and fails for want of the
+# system's configuration, which the tests never use).
+version=$("$dest/usr/sbin/exim4" -bV 2>&1 || true)
+grep -q "^Support for:.* PRDR" <<<"$version" ||
+  { echo "fetch-exim.sh: $dest/usr/sbin/exim4 does not run or has no PRDR: $version" >&2; exit 1; }
