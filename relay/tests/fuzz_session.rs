@@ -18,6 +18,15 @@ fn shared() -> Arc<Shared> {
         &["ann@example.com"],
         "ann@example.com.invalid",
     ));
+    // Two next hops nothing listens at: the fan-out, each failing fast.
+    for (name, domain) in [("bob", "b.test"), ("cy", "c.test")] {
+        o.contacts.push(contact(
+            name,
+            &[&format!("{name}@example.com")],
+            &format!("{name}@{domain}"),
+        ));
+        o.connectors.push(connector(name, &[(domain, 1)], &["[127.0.0.1]:1"]));
+    }
     let tables = Arc::new(relay::table::Tables::default());
     tables.set(common::table_of(&o));
     Shared::new(common::config(), tables)
@@ -29,7 +38,11 @@ fn arb_input() -> impl Strategy<Value = Vec<u8>> {
         Just(b"EHLO x\r\n".to_vec()),
         Just(b"HELO x\r\n".to_vec()),
         Just(b"MAIL FROM:<a@b.c>\r\n".to_vec()),
+        Just(b"MAIL FROM:<a@b.c> PRDR\r\n".to_vec()),
+        Just(b"MAIL FROM:<> PRDR prdr\r\n".to_vec()),
         Just(b"RCPT TO:<nobody@example.com>\r\n".to_vec()),
+        Just(b"RCPT TO:<bob@example.com>\r\n".to_vec()),
+        Just(b"RCPT TO:<cy@example.com> NOTIFY=NEVER\r\n".to_vec()),
         Just(b"DATA\r\n".to_vec()),
         Just(b".\r\n".to_vec()),
         Just(b"\r\n".to_vec()),

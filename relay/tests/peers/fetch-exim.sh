@@ -18,6 +18,7 @@ if [ -x "$dest/usr/sbin/exim4" ] && id Debian-exim >/dev/null 2>&1; then
 fi
 echo "== Exim for the interop tests, from Debian's exim4-daemon-light, into $dest"
 export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
 # What the binary links (apt-cache depends exim4-daemon-light).
 apt-get install -y -qq libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 \
   libnsl2 libpcre2-8-0 libcrypt1 >/dev/null
