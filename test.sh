@@ -73,7 +73,7 @@ python3 docs/check.py
 
 if [ ${#optional[@]} -gt 0 ] || [ -n "${exim_note:-}" ]; then
   echo "note: some interop tests (Postfix, swaks, JavaMail, Exim) were skipped; to run them:"
-  [ ${#optional[@]} -gt 0 ] && echo "  sudo apt-get install -y ${optional[*]}"
-  [ -n "${exim_note:-}" ] && echo "  ${exim_note}"
+  if [ ${#optional[@]} -gt 0 ]; then echo "  sudo apt-get install -y ${optional[*]}"; fi
+  if [ -n "${exim_note:-}" ]; then echo "  ${exim_note}"; fi
 fi
 echo "all tests passed"
