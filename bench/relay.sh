@@ -4,10 +4,12 @@
 #   direct   smtp-source -> smtp-sink            (the machine's limit)
 #   relay    smtp-source -> mailroute-relay -> smtp-sink
 #   postfix  smtp-source -> Postfix (virtual_alias_maps + transport_maps) -> smtp-sink
-# for 1 KB and 100 KB messages with 1 and 5 recipients (one next hop), 20
-# sessions, a new connection per message; medians of REPS repetitions.
-# The relay runs with a 100k-contact table (plus the bench's recipients);
-# its resident memory and the added median latency are measured too.
+# for 1 KB and 100 KB messages with 1 and 5 recipients (one next hop), and
+# 5 recipients over two next hops (split@…: 3 to one smtp-sink, 2 to
+# another; Postfix routes them the same way), 20 sessions, a new connection
+# per message; medians of REPS repetitions. The relay runs with a
+# 100k-contact table (plus the bench's recipients); its resident memory and
+# the added median latency are measured too.
 #
 # Needs: postfix (smtp-source, smtp-sink, a Postfix to compare), python3.
 # Usage: bench/relay.sh            (REPS=3 MSGS=20000 MSGS_LARGE=4000)
@@ -23,7 +25,13 @@ if [ "${MAILROUTE_SMOKE:-0}" = 1 ]; then
   echo "(smoke run: REPS=1 MSGS=200 MSGS_LARGE=40 CONTACTS=1000)"
   REPS=1 MSGS=200 MSGS_LARGE=40 CONTACTS=1000
 fi
-SINK=22525 RELAY=22526 POSTFIX=22527 METRICS=22528
+# Free loopback ports, and cargo's own target directory.
+read -r SINK SINK2 RELAY POSTFIX METRICS < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(5)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*[s.getsockname()[1] for s in ss])')
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 WORK=$(mktemp -d /tmp/mailroute-bench.XXXXXX)
 chmod 755 "$WORK"
 for tool in smtp-source smtp-sink postfix postmap python3; do
@@ -42,10 +50,13 @@ echo "== building (release)"
 cargo build --release --locked -q -p relay -p operator
 cargo build --release --locked -q -p routing --example scale
 
+# split@ … 5split@: 2split and 4split live behind the second next hop.
+next_hop() { case $1 in 2split|4split) echo sink2.test ;; *) echo sink.test ;; esac; }
+
 echo "== the table: $CONTACTS contacts plus the bench recipients"
-./target/release/examples/scale "$CONTACTS" --yaml "$WORK/org" >/dev/null
+"$TARGET/release/examples/scale" "$CONTACTS" --yaml "$WORK/org" >/dev/null
 {
-  for local in rcpt 2rcpt 3rcpt 4rcpt 5rcpt; do
+  for local in rcpt 2rcpt 3rcpt 4rcpt 5rcpt split 2split 3split 4split 5split; do
     cat <<YAML
 ---
 apiVersion: mailroute.io/v1alpha1
@@ -53,29 +64,33 @@ kind: MailContact
 metadata: {name: bench-$local}
 spec:
   proxyAddresses: ["$local@example.com"]
-  targetAddress: $local@sink.test
+  targetAddress: $local@$(next_hop "$local")
 YAML
   done
-  cat <<YAML
+  for n in "" 2; do
+    port=SINK$n
+    cat <<YAML
 ---
 apiVersion: mailroute.io/v1alpha1
 kind: SmtpConnector
-metadata: {name: bench-sink}
+metadata: {name: bench-sink$n}
 spec:
-  addressSpaces: [{domain: sink.test}]
-  smartHosts: ["[127.0.0.1]:$SINK"]
+  addressSpaces: [{domain: sink$n.test}]
+  smartHosts: ["[127.0.0.1]:${!port}"]
   tls: {mode: None}
 YAML
+  done
 } > "$WORK/bench.yaml"
-./target/release/mailroute compile -f "$WORK/org" -f "$WORK/bench.yaml" -o "$WORK/table" >/dev/null 2>&1
+"$TARGET/release/mailroute" compile -f "$WORK/org" -f "$WORK/bench.yaml" -o "$WORK/table" >/dev/null 2>&1
 rm -rf "$WORK/org"
 
-echo "== smtp-sink on :$SINK"
+echo "== smtp-sink on :$SINK and :$SINK2"
 sink_user=(); [ "$(id -u)" = 0 ] && sink_user=(-u nobody)
 smtp-sink "${sink_user[@]}" 127.0.0.1:$SINK 1024 & pids+=($!)
+smtp-sink "${sink_user[@]}" 127.0.0.1:$SINK2 1024 & pids+=($!)
 
 echo "== mailroute-relay on :$RELAY"
-./target/release/mailroute-relay --listen 127.0.0.1:$RELAY --metrics-listen 127.0.0.1:$METRICS \
+"$TARGET/release/mailroute-relay" --listen 127.0.0.1:$RELAY --metrics-listen 127.0.0.1:$METRICS \
   --hostname relay.bench --relay-networks 127.0.0.0/8 --table "$WORK/table" \
   --max-connections-per-client 1000 >"$WORK/relay.log" 2>&1 & RELAY_PID=$!; pids+=("$RELAY_PID")
 
@@ -98,8 +113,10 @@ virtual_alias_maps = hash:$WORK/pf/conf/virtual
 transport_maps = hash:$WORK/pf/conf/transport
 smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 CF
-for local in rcpt 2rcpt 3rcpt 4rcpt 5rcpt; do echo "$local@example.com $local@sink.test"; done > "$WORK/pf/conf/virtual"
-echo "sink.test smtp:[127.0.0.1]:$SINK" > "$WORK/pf/conf/transport"
+for local in rcpt 2rcpt 3rcpt 4rcpt 5rcpt split 2split 3split 4split 5split; do
+  echo "$local@example.com $local@$(next_hop "$local")"
+done > "$WORK/pf/conf/virtual"
+printf 'sink.test smtp:[127.0.0.1]:%s\nsink2.test smtp:[127.0.0.1]:%s\n' "$SINK" "$SINK2" > "$WORK/pf/conf/transport"
 postmap -c "$WORK/pf/conf" "$WORK/pf/conf/virtual"; postmap -c "$WORK/pf/conf" "$WORK/pf/conf/transport"
 cat > "$WORK/pf/conf/master.cf" <<CF
 127.0.0.1:$POSTFIX inet n - n - - smtpd
@@ -126,17 +143,17 @@ CF
 postfix -c "$WORK/pf/conf" start >/dev/null 2>&1 || { postfix -c "$WORK/pf/conf" check; exit 1; }
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not listening" >&2; exit 1; }
-wait_port $SINK; wait_port $RELAY; wait_port $POSTFIX
+wait_port $SINK; wait_port $SINK2; wait_port $RELAY; wait_port $POSTFIX
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$METRICS/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
 
 queue_empty() { [ -z "$(find "$WORK/pf/queue/incoming" "$WORK/pf/queue/active" "$WORK/pf/queue/deferred" "$WORK/pf/queue/maildrop" -type f 2>/dev/null | head -1)" ]; }
 
 # One run; prints messages per second. Postfix queues, so its run ends when
 # its queue is empty, not when smtp-source is done.
-run() { # path port size rcpts msgs
+run() { # path port size rcpts msgs [first recipient]
   local start end
   start=$(date +%s.%N)
-  smtp-source -s $SESSIONS -m "$5" -l "$3" -r "$4" -f s@x.test -t rcpt@example.com 127.0.0.1:"$2"
+  smtp-source -s $SESSIONS -m "$5" -l "$3" -r "$4" -f s@x.test -t "${6:-rcpt}@example.com" 127.0.0.1:"$2"
   if [ "$1" = postfix ]; then
     for _ in $(seq 6000); do queue_empty && break; sleep 0.01; done
     queue_empty || { echo "Postfix did not deliver everything; see $WORK/pf/maillog" >&2; exit 1; }
@@ -146,18 +163,19 @@ run() { # path port size rcpts msgs
 }
 
 declare -A results
-cases=("1024 1 $MSGS" "1024 5 $MSGS" "102400 1 $MSGS_LARGE" "102400 5 $MSGS_LARGE")
+# size, recipients, messages, first recipient (split: over two next hops)
+cases=("1024 1 $MSGS rcpt" "1024 5 $MSGS rcpt" "1024 5 $MSGS split" "102400 1 $MSGS_LARGE rcpt" "102400 5 $MSGS_LARGE rcpt" "102400 5 $MSGS_LARGE split")
 paths=("direct $SINK" "relay $RELAY" "postfix $POSTFIX")
 # Warm up every path (Postfix's destination concurrency, caches).
 for p in "${paths[@]}"; do set -- $p; run "$1" "$2" 1024 1 2000 >/dev/null; done
 for rep in $(seq "$REPS"); do
   for c in "${cases[@]}"; do
-    set -- $c; size=$1 rcpts=$2 msgs=$3
+    set -- $c; size=$1 rcpts=$2 msgs=$3 first=$4
     for p in "${paths[@]}"; do
       set -- $p
-      r=$(run "$1" "$2" "$size" "$rcpts" "$msgs")
-      results["$1 $size $rcpts"]+="$r "
-      echo "rep $rep: $1 ${size}B x$rcpts rcpt: $r msg/s"
+      r=$(run "$1" "$2" "$size" "$rcpts" "$msgs" "$first")
+      results["$1 $size $rcpts $first"]+="$r "
+      echo "rep $rep: $1 ${size}B x$rcpts rcpt ($first): $r msg/s"
     done
   done
 done
@@ -177,12 +195,17 @@ rss=$(awk '/VmRSS/ {print $2}' /proc/$RELAY_PID/status)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$RELAY_PID/status)
 echo
 echo "== results ($(date -u +%F), $(nproc) cores, medians of $REPS, $SESSIONS sessions)"
-echo "| message | rcpts | direct msg/s | relay msg/s | relay/direct | Postfix msg/s | relay/Postfix (rcpt deliveries/s: relay, Postfix) |"
-echo "|---|---|---|---|---|---|---|"
+echo "| message | rcpts | next hops | direct msg/s | relay msg/s | relay/direct | Postfix msg/s | relay/Postfix (rcpt deliveries/s: relay, Postfix) |"
+echo "|---|---|---|---|---|---|---|---|"
 for c in "${cases[@]}"; do
   set -- $c
-  d=$(median "${results["direct $1 $2"]}"); r=$(median "${results["relay $1 $2"]}"); p=$(median "${results["postfix $1 $2"]}")
-  python3 -c "print(f'| {$1 // 1024} KB | $2 | $d | $r | {$r / $d:.0%} | $p | {$r / $p:.1f}x ({$r * $2}, {$p * $2}) |')"
+  key="$1 $2 $4"; hops=1; [ "$4" = split ] && hops=2
+  d=$(median "${results["direct $key"]}"); r=$(median "${results["relay $key"]}"); p=$(median "${results["postfix $key"]}")
+  python3 -c "print(f'| {$1 // 1024} KB | $2 | $hops | $d | $r | {$r / $d:.0%} | $p | {$r / $p:.1f}x ({$r * $2}, {$p * $2}) |')"
+done
+for size in 1024 102400; do
+  one=$(median "${results["relay $size 5 rcpt"]}"); two=$(median "${results["relay $size 5 split"]}")
+  python3 -c "print(f'relay, {$size // 1024} KB, 5 recipients over two next hops: {$two / $one:.0%} of the same over one')"
 done
 echo
 echo "relay added median latency: $added ms; relay RSS now $((rss / 1024)) MiB, peak $((hwm / 1024)) MiB with a $CONTACTS-contact table"

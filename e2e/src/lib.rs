@@ -465,20 +465,8 @@ pub async fn send(
     to: &str,
     subject: &str,
 ) -> Result<(String, Option<String>)> {
-    let (mut smtp, _) = Smtp::connect(relay).await?;
-    smtp.command("EHLO e2e.test").await?;
-    smtp.command(&format!("MAIL FROM:<{from}>")).await?;
-    let rcpt = smtp.command(&format!("RCPT TO:<{to}>")).await?;
-    if !rcpt.starts_with('2') {
-        smtp.command("QUIT").await?;
-        return Ok((rcpt, None));
-    }
-    smtp.command("DATA").await?;
-    let body = format!("Subject: {subject}\r\nFrom: <{from}>\r\n\r\nmailroute e2e\r\n.\r\n");
-    smtp.send_raw(body.as_bytes()).await?;
-    let done = smtp.reply().await?;
-    smtp.command("QUIT").await?;
-    Ok((rcpt, Some(done)))
+    let (mut replies, done) = send_to(relay, from, &[to], subject).await?;
+    Ok((replies.remove(0), done))
 }
 
 /// A free loopback port.
@@ -504,8 +492,14 @@ pub fn kubectl(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The reply to each RCPT of one transaction (then RSET and QUIT).
-pub async fn rcpt_replies(relay: &str, from: &str, to: &[&str]) -> Result<Vec<String>> {
+/// One message to several recipients in one transaction: each RCPT's
+/// reply, and the reply after the data when any recipient was accepted.
+pub async fn send_to(
+    relay: &str,
+    from: &str,
+    to: &[&str],
+    subject: &str,
+) -> Result<(Vec<String>, Option<String>)> {
     let (mut smtp, _) = Smtp::connect(relay).await?;
     smtp.command("EHLO e2e.test").await?;
     smtp.command(&format!("MAIL FROM:<{from}>")).await?;
@@ -513,9 +507,16 @@ pub async fn rcpt_replies(relay: &str, from: &str, to: &[&str]) -> Result<Vec<St
     for t in to {
         replies.push(smtp.command(&format!("RCPT TO:<{t}>")).await?);
     }
-    smtp.command("RSET").await?;
+    if !replies.iter().any(|r| r.starts_with('2')) {
+        smtp.command("QUIT").await?;
+        return Ok((replies, None));
+    }
+    smtp.command("DATA").await?;
+    let body = format!("Subject: {subject}\r\nFrom: <{from}>\r\n\r\nmailroute e2e\r\n.\r\n");
+    smtp.send_raw(body.as_bytes()).await?;
+    let done = smtp.reply().await?;
     smtp.command("QUIT").await?;
-    Ok(replies)
+    Ok((replies, Some(done)))
 }
 
 /// Appends a measured figure to E2E_FIGURES (the run script prints them

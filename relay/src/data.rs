@@ -96,7 +96,14 @@ pub async fn receive<S: AsyncRead + Unpin>(
     // smuggling sequence, not an end.
     let mut after_crlf = true;
     loop {
-        let line = match tokio::time::timeout(limits.timeout, io.next_line(limits.max_line)).await {
+        // A timer only when the next line has yet to come: a message's
+        // lines mostly arrive many at a time.
+        let read = if io.has_line() {
+            Ok(io.next_line(limits.max_line).await)
+        } else {
+            tokio::time::timeout(limits.timeout, io.next_line(limits.max_line)).await
+        };
+        let line = match read {
             Ok(Ok(Some(line))) => line,
             _ => {
                 hops.abandon();
@@ -171,25 +178,25 @@ pub async fn receive<S: AsyncRead + Unpin>(
         hops.abandon();
         return (DataOutcome::Refused(f), size);
     }
-    if let Some(f) = send(hops, &out, prdr).await {
-        hops.abandon();
-        return (DataOutcome::Refused(f), size);
+    if hops.streaming() > 1 {
+        // Before any next hop gets its final dot, one that gave up on the
+        // way is known: without PRDR, none then gets it.
+        hops.gave_up();
+        if let Some(f) = hops.abandon_reply(prdr) {
+            hops.abandon();
+            return (DataOutcome::Refused(f), size);
+        }
     }
-    // A next hop that gave up on the way is known before any other gets
-    // its final dot.
-    hops.gave_up();
-    if let Some(f) = hops.abandon_reply(prdr) {
-        hops.abandon();
-        return (DataOutcome::Refused(f), size);
-    }
-    hops.finish().await;
+    // The rest of the message and the final dot in one write.
+    out.extend_from_slice(b".\r\n");
+    hops.finish(&out).await;
     (DataOutcome::Finished, size)
 }
 
 /// `bytes` to every next hop still taking the message; the reply for the
 /// whole message when one failing means none may deliver.
 async fn send(hops: &mut Hops, bytes: &[u8], prdr: bool) -> Option<Reply> {
-    if !hops.streaming() {
+    if hops.streaming() == 0 {
         // With PRDR every next hop may have failed on the way: the client's
         // data is still read to its end, and each recipient told why.
         return None;

@@ -9,6 +9,25 @@ use futures_util::future::join_all;
 use routing::outcome::{self, Answer};
 use routing::table::ConnectorRoute;
 
+/// `$call` (an async call on `$next`, a `&mut NextHop`) on every next hop
+/// taking the message, at once; each result with the hop's index. One next
+/// hop, the common case, is awaited alone, without join_all's machinery.
+macro_rules! on_each_open {
+    ($hops:expr, |$next:ident| $call:expr) => {{
+        let mut open: Vec<(usize, &mut NextHop)> = $hops.open_mut().collect();
+        if open.len() == 1 {
+            let (i, $next) = open.pop().expect("one");
+            vec![(i, $call.await)]
+        } else {
+            join_all(
+                open.into_iter()
+                    .map(|(i, $next)| async move { (i, $call.await) }),
+            )
+            .await
+        }
+    }};
+}
+
 pub struct Hop {
     pub id: HopId,
     /// `SmtpConnector/mbx`, or `SmtpConnector/internet (MX of example.org)`.
@@ -135,11 +154,7 @@ impl Hops {
                 next.reset(outbound).await;
             }
         }
-        let started = join_all(
-            self.open_mut()
-                .map(|(i, next)| async move { (i, next.data().await) }),
-        )
-        .await;
+        let started = on_each_open!(self, |next| next.data());
         for (i, result) in started {
             if let Err(r) = result {
                 let hop = &mut self.list[i];
@@ -158,20 +173,19 @@ impl Hops {
         }
     }
 
-    /// Whether any next hop is taking the message.
-    pub fn streaming(&self) -> bool {
-        self.list.iter().any(|h| matches!(h.state, State::Open(_)))
+    /// How many next hops are taking the message.
+    pub fn streaming(&self) -> usize {
+        self.list
+            .iter()
+            .filter(|h| matches!(h.state, State::Open(_)))
+            .count()
     }
 
     /// Message data to every next hop taking it, at once. A next hop that
     /// fails gets that as its verdict and is dropped without the final dot
     /// (it discards the partial message).
     pub async fn write(&mut self, bytes: &[u8]) {
-        let written = join_all(
-            self.open_mut()
-                .map(|(i, next)| async move { (i, next.write(bytes).await) }),
-        )
-        .await;
+        let written = on_each_open!(self, |next| next.write(bytes));
         for (i, result) in written {
             if let Err(r) = result {
                 self.list[i].state = State::Done {
@@ -201,14 +215,10 @@ impl Hops {
         }
     }
 
-    /// The final dot to every next hop taking the message, at once, and
-    /// each one's verdict.
-    pub async fn finish(&mut self) {
-        let finished = join_all(
-            self.open_mut()
-                .map(|(i, next)| async move { (i, next.finish().await) }),
-        )
-        .await;
+    /// The end of the message (`last`: the rest of its data and the final
+    /// dot) to every next hop taking it, at once, and each one's verdict.
+    pub async fn finish(&mut self, last: &[u8]) {
+        let finished = on_each_open!(self, |next| next.finish(last));
         for (i, result) in finished {
             let hop = &mut self.list[i];
             let State::Open(next) = std::mem::replace(&mut hop.state, State::Closed) else {
@@ -291,7 +301,10 @@ impl Hops {
             }
             _ => None,
         });
-        join_all(resets.map(|next| next.reset(outbound))).await;
+        let resets: Vec<NextHop> = resets.collect();
+        if !resets.is_empty() {
+            join_all(resets.into_iter().map(|next| next.reset(outbound))).await;
+        }
     }
 
     fn open_mut(&mut self) -> impl Iterator<Item = (usize, &mut NextHop)> {

@@ -20,9 +20,10 @@ pub enum Line<'a> {
 
 pub struct LineReader<S> {
     stream: S,
+    /// What was received: `buf[start..]` is not yet returned as lines. Read
+    /// into its spare capacity, so that nothing is zeroed first.
     buf: Vec<u8>,
     start: usize,
-    end: usize,
     /// Discarding the rest of an over-long line.
     discarding: bool,
 }
@@ -31,9 +32,8 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
     pub fn new(stream: S) -> Self {
         LineReader {
             stream,
-            buf: vec![0; READ_CHUNK],
+            buf: Vec::new(),
             start: 0,
-            end: 0,
             discarding: false,
         }
     }
@@ -45,24 +45,27 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
     /// Forgets what was received but not yet read: after STARTTLS, plaintext
     /// sent behind the command must not be taken as if it came encrypted.
     pub fn discard_buffered(&mut self) {
+        self.buf.clear();
         self.start = 0;
-        self.end = 0;
         self.discarding = false;
     }
 
     /// Bytes received but not yet returned as lines (a pipelining client's
     /// next commands).
     pub fn has_buffered(&self) -> bool {
-        self.start < self.end
+        self.start < self.buf.len()
+    }
+
+    /// Whether a whole line is already received, so [`LineReader::next_line`]
+    /// returns without waiting (and needs no timeout).
+    pub fn has_line(&self) -> bool {
+        memchr::memchr(b'\n', &self.buf[self.start..]).is_some()
     }
 
     /// The next line, at most `max` bytes with its CRLF; `None` at end of stream.
     pub async fn next_line(&mut self, max: usize) -> io::Result<Option<Line<'_>>> {
         loop {
-            if let Some(pos) = self.buf[self.start..self.end]
-                .iter()
-                .position(|&b| b == b'\n')
-            {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.start..]) {
                 let line_start = self.start;
                 let line_end = self.start + pos + 1;
                 self.start = line_end;
@@ -72,35 +75,29 @@ impl<S: AsyncRead + Unpin> LineReader<S> {
                 let line = &self.buf[line_start..line_end];
                 let body = &line[..line.len() - 1];
                 let strict = body.last() == Some(&b'\r')
-                    && !body[..body.len() - 1]
-                        .iter()
-                        .any(|&b| b == b'\r' || b == b'\n');
+                    && memchr::memchr2(b'\r', b'\n', &body[..body.len() - 1]).is_none();
                 return Ok(Some(if strict {
                     Line::Ok(line)
                 } else {
                     Line::BareNewline
                 }));
             }
-            if self.end - self.start > max {
+            if self.buf.len() - self.start > max {
                 // No line break within the limit: drop what we have and keep
                 // discarding up to the next LF.
                 self.discarding = true;
+                self.buf.clear();
                 self.start = 0;
-                self.end = 0;
             }
             if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
+                self.buf.drain(..self.start);
                 self.start = 0;
             }
-            if self.end == self.buf.len() {
-                self.buf.resize(self.buf.len() + READ_CHUNK, 0);
-            }
-            let n = self.stream.read(&mut self.buf[self.end..]).await?;
+            self.buf.reserve(READ_CHUNK);
+            let n = self.stream.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Ok(None);
             }
-            self.end += n;
         }
     }
 }

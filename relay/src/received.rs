@@ -1,6 +1,7 @@
 //! The Received header the relay prepends (RFC 5321 §4.4), and counting the
 //! ones already there for the hop limit.
 
+use std::fmt::Write;
 use std::net::IpAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -15,6 +16,7 @@ pub struct Trace<'a> {
 }
 
 impl Trace<'_> {
+    /// The header, written in place (it is made for every message).
     pub fn header(&self, now: SystemTime) -> String {
         // RFC 3848 protocol types.
         let with = match (self.esmtp, self.tls) {
@@ -22,18 +24,19 @@ impl Trace<'_> {
             (true, false) => "ESMTP",
             (false, _) => "SMTP",
         };
-        let recipient = match self.recipient {
-            Some(r) => format!("\r\n\tfor <{r}>"),
-            None => String::new(),
-        };
-        format!(
-            "Received: from {} ([{}])\r\n\tby {} (mailroute-relay) with {with} id {}{recipient};\r\n\t{}\r\n",
-            self.helo,
-            self.client,
-            self.hostname,
-            self.id,
-            rfc5322_date(now)
-        )
+        let mut h = String::with_capacity(160);
+        let _ = write!(
+            h,
+            "Received: from {} ([{}])\r\n\tby {} (mailroute-relay) with {with} id {}",
+            self.helo, self.client, self.hostname, self.id
+        );
+        if let Some(r) = self.recipient {
+            let _ = write!(h, "\r\n\tfor <{r}>");
+        }
+        h.push_str(";\r\n\t");
+        write_date(&mut h, now);
+        h.push_str("\r\n");
+        h
     }
 }
 
@@ -44,6 +47,12 @@ pub fn is_received(line: &[u8]) -> bool {
 
 /// `Sat, 21 Nov 2026 09:24:15 +0000`.
 pub fn rfc5322_date(t: SystemTime) -> String {
+    let mut out = String::with_capacity(32);
+    write_date(&mut out, t);
+    out
+}
+
+fn write_date(out: &mut String, t: SystemTime) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -55,11 +64,12 @@ pub fn rfc5322_date(t: SystemTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    format!(
+    let _ = write!(
+        out,
         "{}, {day} {} {year} {h:02}:{m:02}:{s:02} +0000",
         WEEKDAYS[(days.rem_euclid(7)) as usize],
         MONTHS[(month - 1) as usize]
-    )
+    );
 }
 
 /// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.

@@ -10,7 +10,7 @@ use crate::data::Kept;
 use crate::downstream::{Envelope, HopId, MailParams, RcptParams};
 use crate::dsn::{self, Failed, Returned};
 use crate::fanout::{Hops, Rcpt};
-use crate::reply::{Reply, from_answer, from_routing, reply, to_answer};
+use crate::reply::{Reply, display, from_answer, from_routing, queue_id, reply, to_answer};
 use crate::table::Loaded;
 use routing::Decision;
 use routing::outcome::{self, Answer, Outcome, Verdict};
@@ -161,7 +161,7 @@ impl Transaction {
             self.record(shared, session, &r, Outcome::Failed);
             return Some(r);
         }
-        if !self.hops.streaming() {
+        if self.hops.streaming() == 0 {
             // Every next hop refused DATA: one reply, as without PRDR (a
             // reply per recipient comes only after the data).
             let (answers, names) = self.verdicts();
@@ -395,32 +395,46 @@ impl Transaction {
         metrics.transaction(outcome.as_str());
         let used = self.hops.iter().filter(|h| h.recipients > 0).count();
         metrics.next_hops.observe(used as f64);
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        // Each recipient's next hop, and each next hop's reply once: short,
+        // because every byte of a log line is escaped and written.
         let mut recipients = String::new();
         for (n, r) in self.recipients.iter().enumerate() {
             let hop = self.hops.iter().nth(r.hop).map_or("", |h| h.name.as_str());
-            let verdict = self
-                .hops
-                .verdict(r.hop)
-                .map(crate::reply::display)
-                .unwrap_or_default();
             let sep = if n == 0 { "" } else { "; " };
             let _ = write!(recipients, "{sep}<{}>", r.given);
             if r.routed != r.given {
                 let _ = write!(recipients, " as <{}>", r.routed);
             }
-            let _ = write!(recipients, " via {hop}: {verdict}");
-            if let Some(id) = crate::reply::queue_id(&verdict) {
-                let _ = write!(recipients, " [queue id {id}]");
+            let _ = write!(recipients, " via {hop}");
+        }
+        let mut replies = String::new();
+        for (i, hop) in self
+            .hops
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| h.recipients > 0)
+        {
+            let verdict = self.hops.verdict(i).map(display).unwrap_or_default();
+            let sep = if replies.is_empty() { "" } else { "; " };
+            let _ = write!(replies, "{sep}{}: {verdict}", hop.name);
+            if let Some(id) = queue_id(&verdict) {
+                let _ = write!(replies, " [queue id {id}]");
             }
         }
+        // Delivered: the replies say it all.
+        let reply = (outcome != Outcome::Delivered).then(|| display(last));
         tracing::info!(
             session,
             from = %self.from,
             next_hops = used,
             prdr = self.prdr,
             outcome = outcome.as_str(),
-            reply = %crate::reply::display(last),
             recipients = %recipients,
+            replies = %replies,
+            reply,
             "transaction"
         );
     }

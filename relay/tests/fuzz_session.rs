@@ -25,7 +25,8 @@ fn shared() -> Arc<Shared> {
             &[&format!("{name}@example.com")],
             &format!("{name}@{domain}"),
         ));
-        o.connectors.push(connector(name, &[(domain, 1)], &["[127.0.0.1]:1"]));
+        o.connectors
+            .push(connector(name, &[(domain, 1)], &["[127.0.0.1]:1"]));
     }
     let tables = Arc::new(relay::table::Tables::default());
     tables.set(common::table_of(&o));

@@ -31,10 +31,10 @@ impl Outbound {
             }
             return r;
         }
-        if let Err(r) = hop.write(wire).await {
-            return r;
-        }
-        match hop.finish().await {
+        let mut last = Vec::with_capacity(wire.len() + 3);
+        last.extend_from_slice(wire);
+        last.extend_from_slice(b".\r\n");
+        match hop.finish(&last).await {
             Ok(r) => {
                 if r.code != 421 {
                     hop.release(self);

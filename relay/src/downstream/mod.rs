@@ -242,17 +242,25 @@ impl Outbound {
 }
 
 fn pool_key(id: &HopId, route: &ConnectorRoute) -> String {
+    use std::fmt::Write;
     // Everything that shapes a connection: a changed connector never gets
-    // a connection set up for its old self.
-    format!(
-        "{}|{}|{}|{:?}|{}|{}",
-        route.name,
-        id.mx_domain.as_deref().unwrap_or(""),
-        route.hosts_display().join(","),
+    // a connection set up for its old self. Written in place: this runs
+    // for every transaction.
+    let mut key = String::with_capacity(96);
+    key.push_str(&route.name);
+    key.push('|');
+    key.push_str(id.mx_domain.as_deref().unwrap_or(""));
+    for host in &route.smart_hosts {
+        let _ = write!(key, "|{host}");
+    }
+    let _ = write!(
+        key,
+        "|{:?}|{}|{}",
         route.tls_mode,
         route.tls_verify,
         route.auth_secret.as_deref().unwrap_or("")
-    )
+    );
+    key
 }
 
 fn unroutable(u: Unroutable, route: &ConnectorRoute) -> Reply {
@@ -361,11 +369,17 @@ impl NextHop {
         let rcpt = self.rcpt_command(e.to, e.original, e.dsn);
         if let (Ok(rcpt), true) = (&rcpt, self.conn.ehlo.capabilities & EXT_PIPELINING != 0) {
             let start = Instant::now();
-            let replies = self
-                .conn
-                .client
-                .cmds([mail.as_bytes(), rcpt.as_bytes()])
-                .await;
+            // One write for both: on loopback and in a pod network every
+            // send costs the receiver's side too.
+            let both = mail + rcpt;
+            let client = &mut self.conn.client;
+            let replies = tokio::time::timeout(client.timeout, async {
+                client.stream.write_all(both.as_bytes()).await?;
+                client.stream.flush().await?;
+                client.read_many(2).await
+            })
+            .await
+            .unwrap_or(Err(mail_send::Error::Timeout));
             self.latency.observe(start.elapsed().as_secs_f64());
             return match replies.as_deref() {
                 Ok([m, r]) if m.is_positive_completion() => Begin::Open(passed_back(r)),
@@ -493,11 +507,16 @@ impl NextHop {
         ))
     }
 
-    /// The final dot, and the next hop's verdict on the message.
-    pub async fn finish(&mut self) -> Result<Reply, Reply> {
-        self.conn.client.timeout = self.timeouts.data_end;
-        let r = self.cmd(".\r\n").await;
-        self.conn.client.timeout = self.timeouts.command;
+    /// The end of the message — `last`: what is left of its data, then the
+    /// final dot, in one write — and the next hop's verdict on it.
+    pub async fn finish(&mut self, last: &[u8]) -> Result<Reply, Reply> {
+        self.write(last).await?;
+        let start = Instant::now();
+        let r = tokio::time::timeout(self.timeouts.data_end, self.conn.client.read())
+            .await
+            .unwrap_or(Err(mail_send::Error::Timeout))
+            .map_err(|e| lost(&e));
+        self.latency.observe(start.elapsed().as_secs_f64());
         r.map(|r| passed_back(&r))
     }
 
