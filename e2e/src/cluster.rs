@@ -264,6 +264,34 @@ pub async fn sink_subjects(client: &Client, ns: &str, name: &str) -> Vec<String>
     subjects
 }
 
+/// Every message sink `name` logged: its subject and recipients.
+pub async fn sink_deliveries(client: &Client, ns: &str, name: &str) -> Vec<(String, Vec<String>)> {
+    let pods_api = Api::<Pod>::namespaced(client.clone(), ns);
+    let mut out = Vec::new();
+    for pod in pods(client, ns, &format!("app=sink-{name}")).await {
+        let log = pods_api
+            .logs(&pod.name_any(), &LogParams::default())
+            .await
+            .unwrap_or_default();
+        out.extend(
+            log.lines()
+                .filter_map(|l| Some((subject_of(l)?, recipients_of(l)?))),
+        );
+    }
+    out
+}
+
+/// `sink a: from <x> to ["y", "z"] (plain, "SUBJECT")` → [y, z].
+fn recipients_of(line: &str) -> Option<Vec<String>> {
+    let (_, rest) = line.split_once(" to [")?;
+    let (list, _) = rest.split_once("] (")?;
+    Some(
+        list.split(", ")
+            .map(|r| r.trim_matches('"').to_owned())
+            .collect(),
+    )
+}
+
 /// `sink a: from <x> to ["y"] (plain, "SUBJECT")` → SUBJECT.
 fn subject_of(line: &str) -> Option<String> {
     let (_, rest) = line.split_once(": from <")?;
@@ -429,6 +457,19 @@ pub async fn wait_for_subject(client: &Client, sinks_ns: &str, sink: &str, subje
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recipients_from_sink_lines() {
+        assert_eq!(
+            super::recipients_of(
+                r#"sink a: from <x@y> to ["ann@a.example.test", "carl@a.example.test"] (plain, "s")"#
+            ),
+            Some(vec![
+                "ann@a.example.test".to_owned(),
+                "carl@a.example.test".to_owned()
+            ])
+        );
+    }
+
     #[test]
     fn subjects_from_sink_lines() {
         assert_eq!(

@@ -92,7 +92,8 @@ pub struct Load {
 
 impl Load {
     /// `workers` concurrent senders to `relay`, each message to one of
-    /// `recipients` in turn, subjects `<run>-<worker>-<n>`.
+    /// `recipients` in turn (an entry `a@x,b@y` is one message to both),
+    /// subjects `<run>-<worker>-<n>`.
     pub fn start(relay: SocketAddr, workers: usize, recipients: Vec<String>, run: &str) -> Load {
         let running = Arc::new(AtomicBool::new(true));
         let report = Arc::new(Mutex::new(Report::default()));
@@ -167,14 +168,16 @@ async fn send_one(relay: SocketAddr, rcpt: &str, subject: &str) -> Outcome {
     let _ = stream.set_nodelay(true);
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
-    let steps: [(&str, &str); 5] = [
-        ("", "220"),
-        ("EHLO load.e2e.test\r\n", "250"),
-        ("MAIL FROM:<load@e2e.test>\r\n", "250"),
-        (&format!("RCPT TO:<{rcpt}>\r\n"), "250"),
-        ("DATA\r\n", "354"),
+    let mut steps: Vec<(String, &str)> = vec![
+        (String::new(), "220"),
+        ("EHLO load.e2e.test\r\n".into(), "250"),
+        ("MAIL FROM:<load@e2e.test>\r\n".into(), "250"),
     ];
-    for (command, expect) in steps {
+    for to in rcpt.split(',') {
+        steps.push((format!("RCPT TO:<{to}>\r\n"), "250"));
+    }
+    steps.push(("DATA\r\n".into(), "354"));
+    for (command, expect) in &steps {
         if let Some(outcome) = exchange(&mut r, &mut w, command, expect).await {
             return outcome;
         }

@@ -7,6 +7,7 @@
 //! E2E_TABLE_SOURCE (watch or mount) for the propagation figure.
 
 use e2e::cluster::*;
+use e2e::load::Load;
 use e2e::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::ResourceExt;
@@ -155,6 +156,79 @@ async fn mail_from_a_client_pod_and_from_the_host_reaches_the_sinks_as_routed() 
         .find(|l| l.contains("\"from-the-host\""))
         .unwrap();
     assert!(line.contains(r#"to ["ann@a.example.test"]"#), "{line}");
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(e2e_cluster),
+    ignore = "needs the chart installed on a cluster: e2e/run.sh cluster"
+)]
+async fn a_contact_moved_to_another_next_hop_under_load_never_splits_a_message() {
+    // As reported: under steady load, ann's targetAddress patched to another
+    // next hop made every message to her and a colleague who stayed put a
+    // split message (452 4.5.3 for one of them). Now each is one
+    // transaction to two next hops.
+    let release = Release::from_env().await;
+    let sinks = sinks_and_routing(&release).await;
+    let colleague = objects_from_yaml(
+        "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: e2e-carl}\nspec: {targetAddress: carl@a.example.test, proxyAddresses: [carl@example.test]}\n",
+    );
+    apply(&release.client, &release.namespace, &colleague)
+        .await
+        .unwrap();
+    settle(&release).await;
+    let relay = release.relay_node_port().await;
+    let load = Load::start(
+        relay,
+        4,
+        vec!["ann@example.test,carl@example.test".into()],
+        "moved",
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    move_ann_to_b(&release).await;
+    settle(&release).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let report = load.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Where each acknowledged message went, recipient by recipient.
+    let mut delivered: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for sink in ["a", "b"] {
+        for (subject, to) in sink_deliveries(&sinks.client, &sinks.name, sink).await {
+            delivered.entry(subject).or_default().extend(to);
+        }
+    }
+    let acknowledged = report.acknowledged();
+    let mut split = 0;
+    let mut wrong = Vec::new();
+    for subject in &acknowledged {
+        let mut to = delivered.get(*subject).cloned().unwrap_or_default();
+        to.sort();
+        match to.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["ann@a.example.test", "carl@a.example.test"] => {}
+            ["ann@b.example.test", "carl@a.example.test"] => split += 1,
+            _ => wrong.push(format!("{subject}: {to:?}")),
+        }
+    }
+    let figure = format!(
+        "a contact moved to another next hop under load: {} messages to it and a colleague, {} acknowledged, {split} of them to two next hops in one transaction, {} lost or misrouted, failures {:?}",
+        report.outcomes.len(),
+        acknowledged.len(),
+        wrong.len(),
+        report.failures()
+    );
+    record_figure(&figure);
+    assert!(wrong.is_empty(), "{figure}\n{wrong:#?}");
+    assert!(
+        report.failures().is_empty(),
+        "{figure}\n{:#?}",
+        report.failure_list()
+    );
+    assert!(split > 0 && acknowledged.len() > 50, "{figure}");
+    Api::<routing::crd::MailContact>::namespaced(release.client.clone(), &release.namespace)
+        .delete("e2e-carl", &Default::default())
+        .await
+        .unwrap();
 }
 
 /// Runs `script` in a pod of the client image; its log once it ended.

@@ -39,10 +39,13 @@ pub enum DataOutcome {
 }
 
 /// What is kept of a message while it streams, in case a notification
-/// must return it (routing::outcome::may_notify): at most `limit` bytes,
-/// whole only when the message fits, and where its header section ends.
+/// must return it (routing::outcome::may_notify): at most `limit` bytes —
+/// the header section only, unless the notification may return the whole
+/// message (RET=FULL from a client that may relay) — and where its header
+/// section ends.
 pub struct Kept {
     limit: usize,
+    headers_only: bool,
     pub bytes: Vec<u8>,
     /// The length of the header section, once it ended within the limit.
     pub header_end: Option<usize>,
@@ -51,9 +54,10 @@ pub struct Kept {
 }
 
 impl Kept {
-    pub fn new(limit: usize) -> Kept {
+    pub fn new(limit: usize, headers_only: bool) -> Kept {
         Kept {
             limit,
+            headers_only,
             bytes: Vec::new(),
             header_end: None,
             complete: true,
@@ -61,7 +65,9 @@ impl Kept {
     }
 
     fn take(&mut self, bytes: &[u8]) {
-        if self.complete && self.bytes.len() + bytes.len() <= self.limit {
+        if self.headers_only && self.header_end.is_some() {
+            self.complete = false;
+        } else if self.complete && self.bytes.len() + bytes.len() <= self.limit {
             self.bytes.extend_from_slice(bytes);
         } else {
             self.complete = false;

@@ -356,7 +356,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             hop_limit: config.hop_limit,
             timeout: config.data_timeout,
         };
-        let mut kept = tx.may_notify().then(|| Kept::new(config.bounce_size_limit));
+        // A notification returns the whole message only for RET=FULL from
+        // a client that may relay; otherwise its header section.
+        let whole = self.may_relay && tx.params.ret & MAIL_RET_FULL != 0;
+        let mut kept = tx
+            .may_notify()
+            .then(|| Kept::new(config.bounce_size_limit, !whole));
         let (outcome, bytes) = data::receive(
             &mut self.io,
             &mut tx.hops,

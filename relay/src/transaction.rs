@@ -281,7 +281,7 @@ impl Transaction {
                 }
             })
             .collect();
-        let empty = Kept::new(0);
+        let empty = Kept::new(0, true);
         let kept = kept.unwrap_or(&empty);
         let full = trusted && kept.complete && self.params.ret & smtp_proto::MAIL_RET_FULL != 0;
         let report = dsn::Report {
@@ -426,15 +426,16 @@ impl Transaction {
         }
         // Delivered: the replies say it all.
         let reply = (outcome != Outcome::Delivered).then(|| display(last));
+        // Strings as they are (record_str), not through Display.
         tracing::info!(
             session,
-            from = %self.from,
+            from = self.from.as_str(),
             next_hops = used,
             prdr = self.prdr,
             outcome = outcome.as_str(),
-            recipients = %recipients,
-            replies = %replies,
-            reply,
+            recipients = recipients.as_str(),
+            replies = replies.as_str(),
+            reply = reply.as_deref(),
             "transaction"
         );
     }
