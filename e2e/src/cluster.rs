@@ -252,16 +252,11 @@ pub async fn wait_deployment_ready(client: &Client, ns: &str, name: &str, within
 
 /// The subjects a sink logged (one line per message it accepted).
 pub async fn sink_subjects(client: &Client, ns: &str, name: &str) -> Vec<String> {
-    let pods_api = Api::<Pod>::namespaced(client.clone(), ns);
-    let mut subjects = Vec::new();
-    for pod in pods(client, ns, &format!("app=sink-{name}")).await {
-        let log = pods_api
-            .logs(&pod.name_any(), &LogParams::default())
-            .await
-            .unwrap_or_default();
-        subjects.extend(log.lines().filter_map(subject_of));
-    }
-    subjects
+    sink_deliveries(client, ns, name)
+        .await
+        .into_iter()
+        .map(|(subject, _)| subject)
+        .collect()
 }
 
 /// Every message sink `name` logged: its subject and recipients.

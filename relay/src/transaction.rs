@@ -164,15 +164,7 @@ impl Transaction {
         if self.hops.streaming() == 0 {
             // Every next hop refused DATA: one reply, as without PRDR (a
             // reply per recipient comes only after the data).
-            let (answers, names) = self.verdicts();
-            let (hops, recipients) = self.view(&answers, &names);
-            let tx = outcome::Transaction {
-                hops: &hops,
-                recipients: &recipients,
-                prdr: false,
-                null_sender: self.from.is_empty(),
-            };
-            let Verdict::Reply(answer, outcome) = outcome::decide(&tx) else {
+            let Verdict::Reply(answer, outcome) = self.with_outcome(false, outcome::decide) else {
                 unreachable!("no next hop accepted, so one reply")
             };
             let r = from_answer(&answer);
@@ -203,15 +195,7 @@ impl Transaction {
         trusted: bool,
         kept: Option<&Kept>,
     ) -> Conclusion {
-        let (answers, names) = self.verdicts();
-        let (hops, recipients) = self.view(&answers, &names);
-        let tx = outcome::Transaction {
-            hops: &hops,
-            recipients: &recipients,
-            prdr: self.prdr,
-            null_sender: self.from.is_empty(),
-        };
-        let verdict = outcome::decide(&tx);
+        let verdict = self.with_outcome(self.prdr, outcome::decide);
         let (conclusion, last, outcome) = match verdict {
             Verdict::Reply(a, o) => (None, from_answer(&a), o),
             Verdict::PerRecipient { replies, last } => {
@@ -233,7 +217,8 @@ impl Transaction {
                 "one"
             });
         }
-        let risked = outcome::duplicates_risked(&tx, &to_answer(&last));
+        let answered = to_answer(&last);
+        let risked = self.with_outcome(self.prdr, |tx| outcome::duplicates_risked(tx, &answered));
         shared.metrics.duplicate_risk.inc_by(risked as u64);
         self.record(shared, session, &last, outcome);
         match conclusion {
@@ -347,36 +332,25 @@ impl Transaction {
         sent
     }
 
-    /// Each next hop's verdict as the outcome policy takes it, and names.
-    fn verdicts(&self) -> (Vec<Answer>, Vec<String>) {
-        let answers = (0..self.hops.len())
+    /// `f` of the transaction as the outcome policy sees it: each next
+    /// hop's name and verdict, each recipient's next hop and NOTIFY wish.
+    fn with_outcome<T>(&self, prdr: bool, f: impl FnOnce(&outcome::Transaction) -> T) -> T {
+        let answers: Vec<Answer> = (0..self.hops.len())
             .map(|i| {
-                to_answer(
-                    &self
-                        .hops
-                        .verdict(i)
-                        .cloned()
-                        .unwrap_or_else(crate::fanout::not_sent),
-                )
+                let verdict = self.hops.verdict(i).cloned();
+                to_answer(&verdict.unwrap_or_else(crate::fanout::not_sent))
             })
             .collect();
-        let names = self.hops.iter().map(|h| h.name.clone()).collect();
-        (answers, names)
-    }
-
-    /// The transaction as the outcome policy sees it: its next hops (with
-    /// `answers`, named `names`) and recipients.
-    fn view<'a>(
-        &'a self,
-        answers: &'a [Answer],
-        names: &'a [String],
-    ) -> (Vec<outcome::Hop<'a>>, Vec<outcome::Recipient<'a>>) {
-        let hops = answers
+        let hops: Vec<outcome::Hop> = self
+            .hops
             .iter()
-            .zip(names)
-            .map(|(answer, name)| outcome::Hop { name, answer })
+            .zip(&answers)
+            .map(|(hop, answer)| outcome::Hop {
+                name: &hop.name,
+                answer,
+            })
             .collect();
-        let recipients = self
+        let recipients: Vec<outcome::Recipient> = self
             .recipients
             .iter()
             .map(|r| outcome::Recipient {
@@ -385,7 +359,12 @@ impl Transaction {
                 notify_failure: r.notify_failure(),
             })
             .collect();
-        (hops, recipients)
+        f(&outcome::Transaction {
+            hops: &hops,
+            recipients: &recipients,
+            prdr,
+            null_sender: self.from.is_empty(),
+        })
     }
 
     /// Metrics, and the one log line that answers "where did this message

@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,15 +14,6 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
 }
 
 #[tokio::test]
@@ -187,14 +177,6 @@ async fn manifests_of_several_namespaces_serve_the_one_named() {
     // carol is unknown in alias-table's authoritative example.com.
     let replies = c.envelope("s@outside.org", &["carol@example.com"]).await;
     assert_eq!(codes(&replies[0]), "550 5.1.1");
-}
-
-async fn wait_ready(http: u16) {
-    let start = Instant::now();
-    while !http_get(http, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-        assert!(start.elapsed() < Duration::from_secs(10), "relay not ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A table directory that is not there yet (a volume mounted late) is

@@ -12,34 +12,9 @@ use routing::Objects;
 use routing::fixtures::*;
 
 /// ann → next hop a, bob → b, cy → c; the senders' domain client.test
-/// (where notifications go) → n.
+/// (where notifications go) → `n`.
 fn org(a: &Sink, b: &Sink, c: &Sink, n: &str) -> Objects {
-    let mut o = Objects::default();
-    o.address_spaces
-        .push(authoritative("example", "example.com"));
-    for (name, domain) in [
-        ("ann", "mbx1.test"),
-        ("bob", "partner.test"),
-        ("cy", "third.test"),
-    ] {
-        o.contacts.push(contact(
-            name,
-            &[&format!("{name}@example.com")],
-            &format!("{name}@{domain}"),
-        ));
-    }
-    o.connectors
-        .push(connector("mbx1", &[("mbx1.test", 1)], &[&a.smart_host()]));
-    o.connectors.push(connector(
-        "partner",
-        &[("partner.test", 1)],
-        &[&b.smart_host()],
-    ));
-    o.connectors
-        .push(connector("third", &[("third.test", 1)], &[&c.smart_host()]));
-    o.connectors
-        .push(connector("senders", &[("client.test", 1)], &[n]));
-    o
+    three_next_hops(a, b, c, n, &["example.com"])
 }
 
 const MESSAGE: &str =

@@ -13,7 +13,6 @@ mod common;
 
 use common::*;
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -113,23 +112,6 @@ impl Drop for Relay {
     }
 }
 
-async fn ready(http: u16) {
-    let start = Instant::now();
-    while !http_get(http, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
-        assert!(start.elapsed() < Duration::from_secs(10), "relay not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn http_get(port: u16, path: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
-}
-
 /// One attempt at a message, as a sending MTA makes it.
 #[derive(Debug, PartialEq)]
 enum Attempt {
@@ -224,7 +206,7 @@ async fn no_acknowledged_message_is_lost_under_faults_and_a_sigkill() {
     let (smtp, http) = (free_port(), free_port());
     let addr: SocketAddr = ([127, 0, 0, 1], smtp).into();
     let relay = Arc::new(Mutex::new(Relay::start(smtp, http, &manifest, &log)));
-    ready(http).await;
+    wait_ready(http).await;
 
     // Senders: each message until it is acknowledged or refused, as an MTA
     // retries (quickly here).
@@ -290,7 +272,7 @@ async fn no_acknowledged_message_is_lost_under_faults_and_a_sigkill() {
     assert!(reply(&mut r).await.is_err(), "no reply from a killed relay");
     // Restarted (as its Deployment would), on the same port.
     *relay.lock().unwrap() = Relay::start(smtp, http, &manifest, &log);
-    ready(http).await;
+    wait_ready(http).await;
     let back = killed.elapsed();
 
     for w in workers {

@@ -11,7 +11,6 @@ mod common;
 
 use common::*;
 use routing::Objects;
-use routing::fixtures::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -19,35 +18,7 @@ use std::time::{Duration, Instant};
 /// ann, bob, cy of example.com (also of example.org) at three next hops;
 /// the senders' domain client.test at a fourth (notifications).
 fn org(a: &Sink, b: &Sink, c: &Sink, n: &Sink) -> Objects {
-    let mut o = Objects::default();
-    o.address_spaces
-        .push(authoritative("example-com", "example.com"));
-    o.address_spaces
-        .push(authoritative("example-org", "example.org"));
-    for (name, domain) in [
-        ("ann", "mbx1.test"),
-        ("bob", "partner.test"),
-        ("cy", "third.test"),
-    ] {
-        o.contacts.push(contact(
-            name,
-            &[
-                &format!("{name}@example.com"),
-                &format!("{name}@example.org"),
-            ],
-            &format!("{name}@{domain}"),
-        ));
-    }
-    for (name, domain, sink) in [
-        ("mbx1", "mbx1.test", a),
-        ("partner", "partner.test", b),
-        ("third", "third.test", c),
-        ("senders", "client.test", n),
-    ] {
-        o.connectors
-            .push(connector(name, &[(domain, 1)], &[&sink.smart_host()]));
-    }
-    o
+    three_next_hops(a, b, c, &n.smart_host(), &["example.com", "example.org"])
 }
 
 struct Peers {

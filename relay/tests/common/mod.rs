@@ -528,6 +528,65 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A plain GET of an ops endpoint of a relay process (`/readyz`,
+/// `/metrics`) on 127.0.0.1:`port`; None while nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Waits until the relay process with /readyz on `port` is ready.
+pub async fn wait_ready(port: u16) {
+    let start = std::time::Instant::now();
+    while !http_get(port, "/readyz").is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+        assert!(start.elapsed() < Duration::from_secs(10), "relay not ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// ann, bob and cy at three next hops — mbx1.test, partner.test and
+/// third.test, behind sinks `a`, `b`, `c` — with an address in each of
+/// `domains` (authoritative); the senders' domain client.test at
+/// `senders` (where notifications go).
+pub fn three_next_hops(
+    a: &Sink,
+    b: &Sink,
+    c: &Sink,
+    senders: &str,
+    domains: &[&str],
+) -> routing::Objects {
+    use routing::fixtures::*;
+    let mut o = routing::Objects::default();
+    for domain in domains {
+        o.address_spaces
+            .push(authoritative(&domain.replace('.', "-"), domain));
+    }
+    for (name, domain) in [
+        ("ann", "mbx1.test"),
+        ("bob", "partner.test"),
+        ("cy", "third.test"),
+    ] {
+        let addresses: Vec<String> = domains.iter().map(|d| format!("{name}@{d}")).collect();
+        let addresses: Vec<&str> = addresses.iter().map(String::as_str).collect();
+        o.contacts
+            .push(contact(name, &addresses, &format!("{name}@{domain}")));
+    }
+    for (name, domain, host) in [
+        ("mbx1", "mbx1.test", a.smart_host()),
+        ("partner", "partner.test", b.smart_host()),
+        ("third", "third.test", c.smart_host()),
+        ("senders", "client.test", senders.to_owned()),
+    ] {
+        o.connectors.push(connector(name, &[(domain, 1)], &[&host]));
+    }
+    o
+}
+
 /// Two recording sinks, for routes to two next hops.
 pub async fn two_sinks() -> (Sink, Sink) {
     (
