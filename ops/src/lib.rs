@@ -3,6 +3,8 @@
 //! `/readyz`, JSON logs, and the shutdown signal. Each daemon supplies only
 //! the answers.
 
+pub mod json;
+
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,6 +84,7 @@ where
 pub fn init_json_logs() {
     tracing_subscriber::fmt()
         .json()
+        .event_format(json::JsonLines::default())
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("MAILROUTE_LOG")
                 .unwrap_or_else(|_| "info".into()),
