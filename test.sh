@@ -59,7 +59,8 @@ fi
 # Exim conflicts with Postfix as a package: its binary goes under cargo's
 # target directory instead (root only: it runs as root with -C).
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  relay/tests/peers/fetch-exim.sh
+  MAILROUTE_EXIM=$(relay/tests/peers/fetch-exim.sh --path)
+  export MAILROUTE_EXIM
 else
   exim_note="and, as root: relay/tests/peers/fetch-exim.sh"
 fi

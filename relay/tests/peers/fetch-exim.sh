@@ -7,18 +7,25 @@
 # deliveries as. Nothing of the machine's mail system changes. Needs root
 # and Debian's package mirror.
 #
-#   relay/tests/peers/fetch-exim.sh
+#   relay/tests/peers/fetch-exim.sh          fetch it (once)
+#   relay/tests/peers/fetch-exim.sh --path   fetch it, then print the
+#                                            binary's path (for MAILROUTE_EXIM,
+#                                            which builds with their own target
+#                                            directory, the fuzz targets', need)
 set -euo pipefail
+print_path=0
+[ "${1:-}" = --path ] && print_path=1
 cd "$(dirname "$0")/../../.."
 target=$(cargo metadata --format-version 1 --no-deps |
   python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
 dest=$target/interop/exim
+done_() { if [ "$print_path" = 1 ]; then echo "$dest/usr/sbin/exim4"; fi; exit 0; }
 if [ -x "$dest/usr/sbin/exim4" ] && id Debian-exim >/dev/null 2>&1; then
-  exit 0
+  done_
 fi
-echo "== Exim for the interop tests, from Debian's exim4-daemon-light, into $dest"
+echo "== Exim for the interop tests, from Debian's exim4-daemon-light, into $dest" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
+apt-get update -qq >&2
 # What the binary links (apt-cache depends exim4-daemon-light).
 apt-get install -y -qq libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 \
   libnsl2 libpcre2-8-0 libcrypt1 >/dev/null
@@ -27,7 +34,7 @@ id Debian-exim >/dev/null 2>&1 ||
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
-(cd "$work" && apt-get download -qq exim4-daemon-light 2>/dev/null)
+(cd "$work" && apt-get download -qq exim4-daemon-light >&2 2>/dev/null)
 rm -rf "$dest"
 mkdir -p "$dest"
 dpkg -x "$work"/exim4-daemon-light_*.deb "$dest"
@@ -36,3 +43,4 @@ dpkg -x "$work"/exim4-daemon-light_*.deb "$dest"
 version=$("$dest/usr/sbin/exim4" -bV 2>&1 || true)
 grep -q "^Support for:.* PRDR" <<<"$version" ||
   { echo "fetch-exim.sh: $dest/usr/sbin/exim4 does not run or has no PRDR: $version" >&2; exit 1; }
+done_
