@@ -5,7 +5,7 @@
 //! known; it is delivered through the table like any message.
 
 use crate::received::rfc5322_date;
-use crate::reply::Reply;
+use crate::reply::{Reply, display};
 use std::fmt::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -157,13 +157,10 @@ impl Report<'_> {
 
 /// A next hop's reply on one line of printable text.
 fn said(r: &Reply) -> String {
-    let [a, b, c] = r.esc;
-    let text: String = r
-        .message
+    display(r)
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    format!("{} {a}.{b}.{c} {}", r.code, text.trim())
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,6 +75,11 @@ impl Hops {
         self.list.iter()
     }
 
+    /// Next hop `i` (an index a recipient holds).
+    pub fn get(&self, i: usize) -> &Hop {
+        &self.list[i]
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }

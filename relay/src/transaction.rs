@@ -217,9 +217,13 @@ impl Transaction {
                 "one"
             });
         }
-        let answered = to_answer(&last);
-        let risked = self.with_outcome(self.prdr, |tx| outcome::duplicates_risked(tx, &answered));
-        shared.metrics.duplicate_risk.inc_by(risked as u64);
+        // Only a message not acknowledged as a whole can come again.
+        if !last.is_positive_completion() {
+            let answered = to_answer(&last);
+            let risked =
+                self.with_outcome(self.prdr, |tx| outcome::duplicates_risked(tx, &answered));
+            shared.metrics.duplicate_risk.inc_by(risked as u64);
+        }
         self.record(shared, session, &last, outcome);
         match conclusion {
             Some(replies) => Conclusion::PerRecipient(replies, last),
@@ -248,7 +252,6 @@ impl Transaction {
                     .unwrap_or_else(crate::fanout::not_sent)
             })
             .collect();
-        let names: Vec<&str> = self.hops.iter().map(|h| h.name.as_str()).collect();
         let reports: Vec<Failed> = failed
             .iter()
             .zip(&verdicts)
@@ -261,7 +264,7 @@ impl Transaction {
                         .orcpt
                         .as_deref()
                         .or((r.given != r.routed).then_some(r.given.as_str())),
-                    hop: names[r.hop],
+                    hop: &self.hops.get(r.hop).name,
                     reply: verdict,
                 }
             })
@@ -381,7 +384,7 @@ impl Transaction {
         // because every byte of a log line is escaped and written.
         let mut recipients = String::new();
         for (n, r) in self.recipients.iter().enumerate() {
-            let hop = self.hops.iter().nth(r.hop).map_or("", |h| h.name.as_str());
+            let hop = &self.hops.get(r.hop).name;
             let sep = if n == 0 { "" } else { "; " };
             let _ = write!(recipients, "{sep}<{}>", r.given);
             if r.routed != r.given {
