@@ -234,6 +234,7 @@ pub async fn read_back(client: &Client, ns: &str) -> Result<Objects> {
             .list(&lp)
             .await?
             .items,
+        ..Objects::default()
     })
 }
 

@@ -30,6 +30,8 @@ fn scenario(file: &str) -> (Objects, Objects) {
         policies: take_refused(&mut objects.policies),
         contacts: take_refused(&mut objects.contacts),
         connectors: take_refused(&mut objects.connectors),
+        grants: take_refused(&mut objects.grants),
+        cluster: None,
     };
     (objects, refused)
 }

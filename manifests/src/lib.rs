@@ -155,6 +155,7 @@ fn merge(ns: &str, mut named: Objects, unnamed: Objects) -> Result<Objects, Sele
     named.policies.extend(unnamed.policies);
     named.contacts.extend(unnamed.contacts);
     named.connectors.extend(unnamed.connectors);
+    named.grants.extend(unnamed.grants);
     Ok(named)
 }
 
@@ -176,10 +177,15 @@ fn keys(o: &Objects) -> BTreeSet<(Kind, String)> {
         .connectors
         .iter()
         .map(|x| key(Kind::SmtpConnector, &x.metadata));
+    let grants = o
+        .grants
+        .iter()
+        .map(|x| key(Kind::SendingGrant, &x.metadata));
     spaces
         .chain(policies)
         .chain(contacts)
         .chain(connectors)
+        .chain(grants)
         .collect()
 }
 

@@ -4,7 +4,8 @@ use crate::locate::{Segment, line_of, suggestion};
 use crate::{InputError, InputErrors, Manifests};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use routing::crd::{
-    API_VERSION, AddressSpace, GROUP, Kind, MailContact, RecipientPolicy, SmtpConnector,
+    API_VERSION, AddressSpace, GROUP, Kind, MailContact, RecipientPolicy, SendingGrant,
+    SmtpConnector,
 };
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
@@ -53,6 +54,7 @@ enum Item {
     RecipientPolicy(RecipientPolicy),
     MailContact(MailContact),
     SmtpConnector(SmtpConnector),
+    SendingGrant(SendingGrant),
     /// An object of another kind, for the note on stderr.
     Skipped(String),
 }
@@ -139,6 +141,11 @@ impl Reader {
                         .or_default()
                         .connectors
                         .push(x);
+                }
+            }
+            Item::SendingGrant(x) => {
+                if let Some(ns) = ns(self, Kind::SendingGrant, &x.metadata) {
+                    self.out.namespaces.entry(ns).or_default().grants.push(x);
                 }
             }
             Item::Skipped(note) => self.out.skipped.push(note),
@@ -266,6 +273,7 @@ fn objects(
         Kind::RecipientPolicy => typed(value, k, &name, doc, &at).map(Item::RecipientPolicy),
         Kind::MailContact => typed(value, k, &name, doc, &at).map(Item::MailContact),
         Kind::SmtpConnector => typed(value, k, &name, doc, &at).map(Item::SmtpConnector),
+        Kind::SendingGrant => typed(value, k, &name, doc, &at).map(Item::SendingGrant),
     };
     match typed_item {
         Ok(item) => items.push((item, at)),

@@ -54,7 +54,7 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
     drain(watched);
     let watches =
         |s: &[(String, String)]| s.iter().filter(|(_, p)| p.contains("watch=true")).count();
-    until(&seen, |s| watches(s) == 7).await;
+    until(&seen, |s| watches(s) == 10).await;
     let seen = requests(&seen);
     assert_granted(&seen);
 
@@ -73,6 +73,9 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
             "pods",
             "recipientpolicies",
             "routingtables",
+            "secrets",
+            "sendinggrants",
+            "serviceaccounts",
             "smtpconnectors"
         ]
     );
@@ -86,6 +89,15 @@ async fn the_caches_list_and_watch_only_what_the_rbac_grants() {
                     && path.contains("labelSelector=mailroute.io%2Ftable-namespace"),
                 "{path}"
             );
+        } else if path.contains("/secrets") {
+            // Only password Secrets: RBAC cannot restrict this, the selector does.
+            assert!(
+                path.starts_with("/api/v1/secrets?")
+                    && path.contains("fieldSelector=type%3Dmailroute.io%2Fhtpasswd"),
+                "{path}"
+            );
+        } else if path.contains("/serviceaccounts") {
+            assert!(path.starts_with("/api/v1/serviceaccounts?"), "{path}");
         } else if path.contains("/configmaps") || path.contains("/routingtables") {
             let path = path.replace("/apis/mailroute.io/v1alpha1/", "/api/v1/");
             let path = path.replace("/routingtables", "/configmaps");
@@ -106,7 +118,7 @@ async fn watched_namespaces_are_listed_one_by_one() {
         caches::watch(&client, &["a".into(), "b".into()], None, Default::default());
     drain(watched);
     until(&seen, |s| {
-        s.iter().filter(|(_, p)| p.contains("watch=true")).count() == 12
+        s.iter().filter(|(_, p)| p.contains("watch=true")).count() == 17
     })
     .await;
     let seen = requests(&seen);
@@ -114,9 +126,14 @@ async fn watched_namespaces_are_listed_one_by_one() {
     for (_, path) in &seen {
         let in_a_or_b = ["a", "b"].iter().any(|ns| {
             path.starts_with(&format!("/api/v1/namespaces/{ns}/configmaps?"))
+                || path.starts_with(&format!("/api/v1/namespaces/{ns}/secrets?"))
                 || path.starts_with(&format!("/apis/mailroute.io/v1alpha1/namespaces/{ns}/"))
         });
-        assert!(in_a_or_b, "{path}");
+        // ServiceAccounts: a grant may name any namespace's.
+        assert!(
+            in_a_or_b || path.starts_with("/api/v1/serviceaccounts?"),
+            "{path}"
+        );
     }
 }
 

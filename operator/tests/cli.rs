@@ -605,7 +605,7 @@ fn crds_directory_and_the_charts_match_the_code() {
     }
     assert_eq!(
         generated.matches("kind: CustomResourceDefinition").count(),
-        5
+        6
     );
 }
 

@@ -326,7 +326,7 @@ async fn a_fresh_namespace_publishes_its_table_then_writes_every_status() {
     assert_eq!(
         table["objects"],
         json!({"addressSpaces": 2, "recipientPolicies": 0, "mailContacts": 1,
-               "smtpConnectors": 2, "withProblems": 2})
+               "smtpConnectors": 2, "sendingGrants": 0, "withProblems": 2})
     );
     // No relay reports yet, and none is known to run.
     assert_eq!(table["relaysServing"], "0/0");

@@ -235,3 +235,74 @@ pub fn published(contacts: usize) -> crate::table::EncodedTable {
     let objects = organisation(contacts, 0, 2);
     crate::table::encode(crate::compile(&objects, &crate::CompileOptions::default()).table())
 }
+
+/// A SendingGrant: its principals, the outside domains it may relay to,
+/// the senders it may use, messages per minute.
+pub fn grant(
+    name: &str,
+    principals: Vec<Principal>,
+    relay: &[&str],
+    senders: &[&str],
+    per_minute: Option<u32>,
+) -> SendingGrant {
+    SendingGrant {
+        metadata: meta(name),
+        spec: SendingGrantSpec {
+            principals,
+            relay_domains: relay.iter().map(|s| s.to_string()).collect(),
+            senders: senders.iter().map(|s| s.to_string()).collect(),
+            messages_per_minute: per_minute,
+            max_recipients_per_message: None,
+        },
+        status: None,
+    }
+}
+
+/// `namespace/name`, or `namespace` for every ServiceAccount of it.
+pub fn service_account(sa: &str) -> Principal {
+    let (namespace, name) = match sa.split_once('/') {
+        Some((ns, n)) => (ns, Some(n.to_owned())),
+        None => (sa, None),
+    };
+    Principal {
+        service_account: Some(ServiceAccountRef {
+            namespace: namespace.into(),
+            name,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn password_secret(name: &str) -> Principal {
+    Principal {
+        password_secret: Some(PasswordSecretRef { name: name.into() }),
+        ..Default::default()
+    }
+}
+
+pub fn network(cidr: &str) -> Principal {
+    Principal {
+        network: Some(cidr.into()),
+        ..Default::default()
+    }
+}
+
+pub fn certificate_subject(subject: &str) -> Principal {
+    Principal {
+        client_certificate: Some(ClientCertificate {
+            subject: Some(subject.into()),
+            dns_name: None,
+        }),
+        ..Default::default()
+    }
+}
+
+pub fn certificate_dns_name(name: &str) -> Principal {
+    Principal {
+        client_certificate: Some(ClientCertificate {
+            subject: None,
+            dns_name: Some(name.into()),
+        }),
+        ..Default::default()
+    }
+}

@@ -11,6 +11,7 @@ mod analyse;
 pub mod compile;
 pub mod crd;
 pub mod fixtures;
+pub mod grants;
 pub mod outcome;
 pub mod pattern;
 pub mod propagation;

@@ -17,9 +17,12 @@ pub enum Reason {
     SharedAuthoritativeSpace,
     RelayWithoutRoute,
     DuplicateAddress,
+    DuplicateGrant,
     DomainNotAccepted,
     NoRoute,
     TemplateIncomplete,
+    MissingReference,
+    InvalidSecret,
     InvalidSpec,
 }
 
@@ -33,9 +36,12 @@ impl Reason {
             Reason::SharedAuthoritativeSpace => "SharedAuthoritativeSpace",
             Reason::RelayWithoutRoute => "RelayWithoutRoute",
             Reason::DuplicateAddress => "DuplicateAddress",
+            Reason::DuplicateGrant => "DuplicateGrant",
             Reason::DomainNotAccepted => "DomainNotAccepted",
             Reason::NoRoute => "NoRoute",
             Reason::TemplateIncomplete => "TemplateIncomplete",
+            Reason::MissingReference => "MissingReference",
+            Reason::InvalidSecret => "InvalidSecret",
             Reason::InvalidSpec => "InvalidSpec",
         }
     }
@@ -50,7 +56,10 @@ impl Reason {
     fn is_conflict(self) -> bool {
         matches!(
             self,
-            Reason::DuplicateClaim | Reason::SharedAuthoritativeSpace | Reason::RelayWithoutRoute
+            Reason::DuplicateClaim
+                | Reason::SharedAuthoritativeSpace
+                | Reason::RelayWithoutRoute
+                | Reason::DuplicateGrant
         )
     }
 }
@@ -71,7 +80,7 @@ pub struct Problem {
 #[derive(Default, Debug)]
 pub(crate) struct Problems {
     /// By kind (in `Kind::ALL` order), then object name.
-    by_kind: [HashMap<String, Vec<Problem>>; 4],
+    by_kind: [HashMap<String, Vec<Problem>>; 5],
 }
 
 impl Problems {

@@ -80,6 +80,8 @@ fn shuffled(o: &Objects, seed: u64) -> Objects {
         policies: perm(&o.policies, seed / 3),
         contacts: perm(&o.contacts, seed / 5),
         connectors: perm(&o.connectors, seed / 7),
+        grants: perm(&o.grants, seed / 11),
+        cluster: o.cluster.clone(),
     }
 }
 

@@ -1,6 +1,7 @@
-//! The operator's view of the cluster: reflector caches of the four kinds
+//! The operator's view of the cluster: reflector caches of the five kinds
 //! (through `DeserializeGuard`, so one unreadable object cannot stop the
-//! rest) and of the ConfigMaps it manages. Every replica keeps them warm;
+//! rest), of the ConfigMaps it manages, and of what SendingGrants refer
+//! to (ServiceAccounts; Secrets of type `mailroute.io/htpasswd`). Every replica keeps them warm;
 //! a reconcile reads only from here, never from the API server, so a
 //! namespace with nothing to change costs no request at all.
 
@@ -8,15 +9,16 @@ use super::health::Health;
 use super::publish::{TABLE_LABEL, managed_selector};
 use super::status::Current;
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, ServiceAccount};
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use routing::crd::{
     AddressSpace, Kind, MailContact, MailContactStatus, RecipientPolicy, RoutingTable,
-    SmtpConnector,
+    SendingGrant, SmtpConnector,
 };
+use routing::grants::ClusterFacts;
 use routing::propagation::RelayPod;
 use routing::{ObjectReport, Objects};
 use serde::de::DeserializeOwned;
@@ -54,12 +56,22 @@ pub struct Caches {
     pub policies: Vec<Store<Guarded<RecipientPolicy>>>,
     pub contacts: Vec<Store<Guarded<MailContact>>>,
     pub connectors: Vec<Store<Guarded<SmtpConnector>>>,
+    pub grants: Vec<Store<Guarded<SendingGrant>>>,
+    /// Every ServiceAccount (a grant may name any namespace's); None: the
+    /// references of grants are not checked (as offline).
+    pub service_accounts: Option<Store<ServiceAccount>>,
+    /// Secrets of type `mailroute.io/htpasswd` in the watched namespaces.
+    pub password_secrets: Vec<Store<Secret>>,
     pub tables: Vec<Store<ConfigMap>>,
     pub routing_tables: Vec<Store<RoutingTable>>,
     /// The relay pods, when the operator is told where they run
     /// (`--relay-namespace`); None: every relay that reports counts.
     pub relay_pods: Option<Store<Pod>>,
 }
+
+/// The Secrets that hold password users: RBAC cannot restrict a watch to
+/// them, but the field selector keeps every other Secret out of the cache.
+pub const PASSWORD_SECRET_SELECTOR: &str = "type=mailroute.io/htpasswd";
 
 /// The label on a relay pod naming the namespace whose table it serves.
 pub const RELAY_TABLE_NAMESPACE_LABEL: &str = "mailroute.io/table-namespace";
@@ -82,6 +94,7 @@ impl Snapshot {
             && o.policies.is_empty()
             && o.contacts.is_empty()
             && o.connectors.is_empty()
+            && o.grants.is_empty()
     }
 }
 
@@ -103,7 +116,7 @@ macro_rules! plain_status {
         }
     )*};
 }
-plain_status!(AddressSpace, RecipientPolicy, SmtpConnector);
+plain_status!(AddressSpace, RecipientPolicy, SmtpConnector, SendingGrant);
 
 impl HasStatus for MailContact {
     fn current_status(&self) -> Option<MailContactStatus> {
@@ -118,7 +131,51 @@ impl Caches {
         s.objects.policies = collect(&self.policies, Kind::RecipientPolicy, namespace, &mut s);
         s.objects.contacts = collect(&self.contacts, Kind::MailContact, namespace, &mut s);
         s.objects.connectors = collect(&self.connectors, Kind::SmtpConnector, namespace, &mut s);
+        s.objects.grants = collect(&self.grants, Kind::SendingGrant, namespace, &mut s);
+        s.objects.cluster = self.cluster_facts(namespace);
         s
+    }
+
+    /// What the namespace's grants may refer to, as the caches have it.
+    fn cluster_facts(&self, namespace: &str) -> Option<ClusterFacts> {
+        let accounts = self.service_accounts.as_ref()?;
+        let service_accounts = accounts
+            .state()
+            .iter()
+            .map(|sa| (sa.namespace().unwrap_or_default(), sa.name_any()))
+            .collect();
+        let password_secrets = self
+            .password_secrets
+            .iter()
+            .flat_map(Store::state)
+            .filter(|s| s.namespace().as_deref() == Some(namespace))
+            .map(|s| {
+                let text = s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(routing::grants::password::HTPASSWD_KEY))
+                    .map(|b| String::from_utf8_lossy(&b.0).into_owned());
+                (s.name_any(), text)
+            })
+            .collect();
+        Some(ClusterFacts {
+            service_accounts,
+            password_secrets,
+        })
+    }
+
+    /// The namespaces that hold a SendingGrant (a ServiceAccount's change
+    /// matters to them all).
+    pub fn grant_namespaces(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .grants
+            .iter()
+            .flat_map(Store::state)
+            .filter_map(|g| g.namespace())
+            .collect();
+        all.sort();
+        all.dedup();
+        all
     }
 
     /// The ConfigMaps of `table` in `namespace` as the cache has them.
@@ -176,6 +233,7 @@ impl Caches {
         add(&mut all, &self.policies);
         add(&mut all, &self.contacts);
         add(&mut all, &self.connectors);
+        add(&mut all, &self.grants);
         add(&mut all, &self.tables);
         all.sort();
         all.dedup();
@@ -188,6 +246,11 @@ impl Caches {
         ready(&self.policies).await;
         ready(&self.contacts).await;
         ready(&self.connectors).await;
+        ready(&self.grants).await;
+        ready(&self.password_secrets).await;
+        if let Some(accounts) = &self.service_accounts {
+            let _ = accounts.wait_until_ready().await;
+        }
         ready(&self.tables).await;
         ready(&self.routing_tables).await;
         if let Some(pods) = &self.relay_pods {
@@ -424,6 +487,39 @@ pub fn watch(
     let (policies, c2) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
     let (contacts, c3) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
     let (connectors, c4) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
+    let (grants, c6) = reflect(apis(client, namespaces), &all, &health, namespace_of, c);
+    let htpasswd = watcher::Config::default().fields(PASSWORD_SECRET_SELECTOR);
+    let (password_secrets, c7) = reflect(
+        apis(client, namespaces),
+        &htpasswd,
+        &health,
+        namespace_of,
+        None,
+    );
+    // A ServiceAccount created or deleted anywhere: every namespace with
+    // grants is compiled again (its references may have changed).
+    let (accounts, sa_changes) = reflect(
+        vec![Api::<ServiceAccount>::all(client.clone())],
+        &all,
+        &health,
+        namespace_of,
+        None,
+    );
+    let grant_stores = grants.clone();
+    let c8: Vec<Changes> = sa_changes
+        .into_iter()
+        .map(|changes| {
+            let stores = grant_stores.clone();
+            let namespaces = changes.flat_map(move |_| {
+                let caches = Caches {
+                    grants: stores.clone(),
+                    ..Caches::default()
+                };
+                futures::stream::iter(caches.grant_namespaces())
+            });
+            Box::pin(namespaces) as Changes
+        })
+        .collect();
     // The table's ConfigMaps: any change (someone else's edit) is repaired.
     let (tables, c5) = reflect(
         apis(client, namespaces),
@@ -454,12 +550,18 @@ pub fn watch(
         policies,
         contacts,
         connectors,
+        grants,
+        service_accounts: accounts.into_iter().next(),
+        password_secrets,
         tables,
         routing_tables,
         relay_pods,
     };
     let watched = Watched {
-        compile: [c1, c2, c3, c4, c5].into_iter().flatten().collect(),
+        compile: [c1, c2, c3, c4, c5, c6, c7, c8]
+            .into_iter()
+            .flatten()
+            .collect(),
         propagation: [p1, p2].into_iter().flatten().collect(),
     };
     (caches, watched)

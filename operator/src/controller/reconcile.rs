@@ -18,7 +18,9 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
-use routing::crd::{API_VERSION, AddressSpace, Kind, MailContact, RecipientPolicy, SmtpConnector};
+use routing::crd::{
+    API_VERSION, AddressSpace, Kind, MailContact, RecipientPolicy, SendingGrant, SmtpConnector,
+};
 use routing::table::encode;
 use routing::{CompileOptions, ObjectReport};
 use std::collections::{HashMap, HashSet};
@@ -394,6 +396,7 @@ fn api_resource(kind: Kind) -> ApiResource {
         Kind::RecipientPolicy => ApiResource::erase::<RecipientPolicy>(&()),
         Kind::MailContact => ApiResource::erase::<MailContact>(&()),
         Kind::SmtpConnector => ApiResource::erase::<SmtpConnector>(&()),
+        Kind::SendingGrant => ApiResource::erase::<SendingGrant>(&()),
     }
 }
 

@@ -38,6 +38,7 @@ pub fn count_objects<'a>(reports: impl IntoIterator<Item = &'a ObjectReport>) ->
             Kind::RecipientPolicy => counts.recipient_policies += 1,
             Kind::MailContact => counts.mail_contacts += 1,
             Kind::SmtpConnector => counts.smtp_connectors += 1,
+            Kind::SendingGrant => counts.sending_grants += 1,
         }
         if !r.is_ready() {
             counts.with_problems += 1;

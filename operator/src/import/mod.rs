@@ -195,6 +195,7 @@ impl Imported {
             policies: Vec::new(),
             contacts: self.contacts.clone(),
             connectors: self.connectors.clone(),
+            ..routing::Objects::default()
         }
     }
 

@@ -10,7 +10,8 @@ mod contacts;
 mod validate;
 
 use crate::analyse;
-use crate::crd::{AddressSpace, Kind, MailContact, RecipientPolicy, SmtpConnector};
+use crate::crd::{AddressSpace, Kind, MailContact, RecipientPolicy, SendingGrant, SmtpConnector};
+use crate::grants::{self, ClusterFacts};
 use crate::pattern::DomainPattern;
 use crate::report::{ObjectReport, Problems, Reason};
 use crate::table::{ConnectorRoute, RoutingTable, SpaceRoute, Table, normalize_self_address};
@@ -27,6 +28,10 @@ pub struct Objects {
     pub policies: Vec<RecipientPolicy>,
     pub contacts: Vec<MailContact>,
     pub connectors: Vec<SmtpConnector>,
+    pub grants: Vec<SendingGrant>,
+    /// The ServiceAccounts and Secrets grants refer to; `None` (offline
+    /// `check`): references are not checked.
+    pub cluster: Option<ClusterFacts>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -105,6 +110,7 @@ pub fn compile(objects: &Objects, options: &CompileOptions) -> Compiled {
         spaces: space_routes,
         connectors: connector_routes,
         addresses: Vec::new(),
+        grants: grants::compile_all(&objects.grants, objects.cluster.as_ref(), &mut problems),
     });
 
     let contacts::ContactsResult {
@@ -171,7 +177,8 @@ fn report(
         objects.address_spaces.len()
             + objects.policies.len()
             + objects.contacts.len()
-            + objects.connectors.len(),
+            + objects.connectors.len()
+            + objects.grants.len(),
     );
     // Reports come out sorted by kind, then name: sort positions, not reports.
     fn by_name<T>(items: &[T], meta: impl Fn(&T) -> &ObjectMeta) -> Vec<usize> {
@@ -243,6 +250,14 @@ fn report(
             None => "disabled: never selected".into(),
         };
         reports.push(one(Kind::SmtpConnector, &c.metadata, ready));
+    }
+    for i in by_name(&objects.grants, |g| &g.metadata) {
+        let g = &objects.grants[i];
+        let ready = match table.grants.iter().find(|r| r.name == name_of(&g.metadata)) {
+            Some(r) => r.describe(),
+            None => "grants nothing".into(),
+        };
+        reports.push(one(Kind::SendingGrant, &g.metadata, ready));
     }
     reports
 }

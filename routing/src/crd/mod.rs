@@ -1,5 +1,5 @@
 //! The custom resources of `mailroute.io/v1alpha1` (docs/design.md): the
-//! four kinds users write, and RoutingTable, which the operator and the
+//! five kinds users write, and RoutingTable, which the operator and the
 //! relays write.
 //!
 //! Field names follow DESIGN.md verbatim. The schema refuses what it can
@@ -10,6 +10,7 @@ mod address_space;
 mod mail_contact;
 mod recipient_policy;
 mod routing_table;
+mod sending_grant;
 mod smtp_connector;
 
 pub use address_space::{AddressSpace, AddressSpaceSpec, AddressSpaceType};
@@ -17,6 +18,10 @@ pub use mail_contact::{MailContact, MailContactSpec, MailContactStatus};
 pub use recipient_policy::{AddressTemplate, RecipientPolicy, RecipientPolicySpec};
 pub use routing_table::{
     ObjectCounts, RelayReport, RoutingTable, RoutingTableSpec, RoutingTableStatus,
+};
+pub use sending_grant::{
+    ClientCertificate, PasswordSecretRef, Principal, SendingGrant, SendingGrantSpec,
+    ServiceAccountRef,
 };
 pub use smtp_connector::{
     ConnectorAddressSpace, SecretRef, SmtpConnector, SmtpConnectorSpec, TlsMode, TlsSettings,
@@ -41,6 +46,9 @@ pub(crate) mod patterns {
     pub const ADDRESS: &str = r#"^([^@\s"]+|"([^"\\]|\\.)+")@[^@\s]+$"#;
     pub const SMART_HOST: &str = r"^(\[[^\]\s]+\]|[^\[\]:\s]+)(:[0-9]{1,5})?$";
     pub const TEMPLATE: &str = r"^[^@\s]+@[^.*@\s%]+(\.[^.*@\s%]+)*$";
+    /// An address, a domain or `*.domain`: what a SendingGrant's sender may be.
+    pub const SENDER: &str =
+        r#"^(([^@\s"]+|"([^"\\]|\\.)+")@[^@\s*]+|(\*\.)?[^.*@\s\[\]]+(\.[^.*@\s\[\]]+)*)$"#;
 }
 
 /// What the operator found: the Ready, LoopRisk, AuthoritativenessConflict
@@ -57,21 +65,23 @@ pub struct MailrouteStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// The four kinds in the order reports list them.
+/// The five kinds in the order reports list them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Kind {
     AddressSpace,
     RecipientPolicy,
     MailContact,
     SmtpConnector,
+    SendingGrant,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::AddressSpace,
         Kind::RecipientPolicy,
         Kind::MailContact,
         Kind::SmtpConnector,
+        Kind::SendingGrant,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -80,6 +90,7 @@ impl Kind {
             Kind::RecipientPolicy => "RecipientPolicy",
             Kind::MailContact => "MailContact",
             Kind::SmtpConnector => "SmtpConnector",
+            Kind::SendingGrant => "SendingGrant",
         }
     }
 
@@ -103,6 +114,7 @@ pub fn crds()
         RecipientPolicy::crd(),
         MailContact::crd(),
         SmtpConnector::crd(),
+        SendingGrant::crd(),
         RoutingTable::crd(),
     ]
 }

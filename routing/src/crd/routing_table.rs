@@ -76,6 +76,8 @@ pub struct ObjectCounts {
     pub recipient_policies: u64,
     pub mail_contacts: u64,
     pub smtp_connectors: u64,
+    #[serde(default)]
+    pub sending_grants: u64,
     /// Objects whose Ready condition is not True.
     pub with_problems: u64,
 }

@@ -3,6 +3,7 @@
 
 use super::{AddressRoute, ConnectorRoute, SpaceRoute, Table};
 use crate::address::Address;
+use crate::grants::Grants;
 use crate::pattern::{DomainPattern, SuffixIndex};
 use hashbrown::DefaultHashBuilder;
 use hashbrown::HashTable;
@@ -25,6 +26,7 @@ pub struct RoutingTable {
     connectors: SuffixIndex<ConnectorChoice>,
     addresses: HashTable<u32>,
     hasher: DefaultHashBuilder,
+    grants: Grants,
 }
 
 /// One step of resolution (DESIGN.md §3, steps 2–4) for one address.
@@ -100,12 +102,14 @@ impl RoutingTable {
                 }
             }
         }
+        let grants = Grants::new(&table.grants);
         RoutingTable {
             table,
             spaces,
             connectors,
             addresses,
             hasher,
+            grants,
         }
     }
 
@@ -121,6 +125,11 @@ impl RoutingTable {
 
     pub fn into_table(self) -> Table {
         self.table
+    }
+
+    /// Who may send, indexed by principal.
+    pub fn grants(&self) -> &Grants {
+        &self.grants
     }
 
     pub fn connector(&self, index: u32) -> &ConnectorRoute {

@@ -17,6 +17,7 @@ pub use shard::{
 
 use crate::address::{DomainError, normalize_domain};
 use crate::crd::TlsMode;
+use crate::grants::Grant;
 use crate::pattern::DomainPattern;
 use std::fmt;
 use std::net::IpAddr;
@@ -30,6 +31,8 @@ pub struct Table {
     pub spaces: Vec<SpaceRoute>,
     pub connectors: Vec<ConnectorRoute>,
     pub addresses: Vec<AddressRoute>,
+    /// Who may send, sorted by grant name (published as `grants.json`).
+    pub grants: Vec<Grant>,
 }
 
 impl Table {

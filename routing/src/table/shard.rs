@@ -8,6 +8,10 @@
 //!   the manifest. NNN is a power of two chosen from the table size, so the
 //!   count changes only when the table doubles or halves.
 //!
+//! - `grants.json`, when there are SendingGrants: who may send, as
+//!   validated specs (principals by reference: a Secret's name, never its
+//!   content), readable in `kubectl get configmap -o yaml`.
+//!
 //! Every key is a valid ConfigMap key; the manifest goes in `data`, shards in
 //! `binaryData`.
 
@@ -26,6 +30,7 @@ use std::sync::Arc;
 pub const SCHEMA: &str = "mailroute.io/table/v1";
 pub const MANIFEST_KEY: &str = "manifest.json";
 const BASE_KEY: &str = "base.zst";
+const GRANTS_KEY: &str = "grants.json";
 /// Largest compressed shard: leaves room in a 1 MiB ConfigMap for the manifest.
 pub const SHARD_LIMIT: usize = 768 * 1024;
 /// Uncompressed bytes aimed at per address shard when choosing the count.
@@ -53,6 +58,26 @@ pub struct ManifestCounts {
     pub connectors: u64,
     pub addresses: u64,
     pub address_shards: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub grants: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// `grants.json`: each grant's name and the spec it reads back from.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishedGrants {
+    grants: Vec<PublishedGrant>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishedGrant {
+    name: String,
+    spec: crate::crd::SendingGrantSpec,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -155,6 +180,21 @@ pub fn encode(table: &Table) -> EncodedTable {
     for (i, bytes) in address_shards.into_iter().enumerate() {
         add(address_key(i, count), bytes);
     }
+    if !table.grants.is_empty() {
+        let published = PublishedGrants {
+            grants: table
+                .grants
+                .iter()
+                .map(|g| PublishedGrant {
+                    name: g.name.clone(),
+                    spec: g.to_spec(),
+                })
+                .collect(),
+        };
+        let mut json = serde_json::to_vec_pretty(&published).expect("grants serialise");
+        json.push(b'\n');
+        add(GRANTS_KEY.to_owned(), json);
+    }
     let manifest = Manifest {
         schema: SCHEMA.to_owned(),
         version: content_version(&shards),
@@ -163,6 +203,7 @@ pub fn encode(table: &Table) -> EncodedTable {
             connectors: table.connectors.len() as u64,
             addresses: table.addresses.len() as u64,
             address_shards: count as u64,
+            grants: table.grants.len() as u64,
         },
         shards,
     };
@@ -358,10 +399,13 @@ fn decode<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Table
     let count = manifest.counts.address_shards as usize;
     let mut keys: Vec<String> = vec![BASE_KEY.to_owned()];
     keys.extend((0..count).map(|i| address_key(i, count)));
+    if manifest.counts.grants > 0 {
+        keys.push(GRANTS_KEY.to_owned());
+    }
     let listed: Vec<&str> = manifest.shards.iter().map(|s| s.key.as_str()).collect();
     if listed != keys.iter().map(String::as_str).collect::<Vec<_>>() {
         return Err(LoadError::Manifest(format!(
-            "shard list {listed:?} does not match counts.addressShards {count}"
+            "shard list {listed:?} does not match counts.addressShards {count} and counts.grants"
         )));
     }
 
@@ -379,6 +423,10 @@ fn decode<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Table
             key: shard.key.clone(),
             error,
         };
+        if shard.key == GRANTS_KEY {
+            table.grants = decode_grants(bytes).map_err(shard_err)?;
+            continue;
+        }
         // Frames carry their size: allocate exactly that, and refuse a bomb.
         let size = match zstd::zstd_safe::get_frame_content_size(bytes) {
             Ok(Some(n)) if n <= MAX_RAW_SHARD as u64 => n as usize,
@@ -403,10 +451,23 @@ fn decode<'f>(get: impl Fn(&str) -> Option<&'f [u8]>) -> Result<(Manifest, Table
     if counts.address_spaces != table.spaces.len() as u64
         || counts.connectors != table.connectors.len() as u64
         || counts.addresses != table.addresses.len() as u64
+        || counts.grants != table.grants.len() as u64
     {
         return Err(LoadError::Manifest("counts do not match the shards".into()));
     }
     Ok((manifest, table))
+}
+
+/// Reads `grants.json` back through the validation that compiled it.
+fn decode_grants(bytes: &[u8]) -> Result<Vec<crate::grants::Grant>, String> {
+    let published: PublishedGrants = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    published
+        .grants
+        .iter()
+        .map(|g| {
+            crate::grants::validate(&g.name, &g.spec).map_err(|e| format!("grant {}: {e}", g.name))
+        })
+        .collect()
 }
 
 fn pattern(s: &str) -> Result<DomainPattern, DecodeError> {
