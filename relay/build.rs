@@ -73,13 +73,24 @@ fn main() {
         println!("cargo::rustc-env=MAILROUTE_EXIM_BIN={}", e.display());
     }
     let has = |tools: &[&str]| tools.iter().all(|t| find(t).is_some());
-    let checks: [(&str, bool, &str); 5] = [
+    // swaks speaks TLS through Perl's IO::Socket::SSL (only recommended
+    // by Debian's swaks package).
+    let perl_tls = std::process::Command::new("perl")
+        .args(["-MIO::Socket::SSL", "-e", "1"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let checks: [(&str, bool, &str); 6] = [
         (
             "has_postfix_tools",
             has(&["smtp-source", "smtp-sink"]),
             "smtp-source and smtp-sink: apt-get install postfix",
         ),
         ("has_swaks", has(&["swaks"]), "swaks: apt-get install swaks"),
+        (
+            "has_swaks_tls",
+            has(&["swaks"]) && perl_tls,
+            "swaks with TLS: apt-get install swaks libio-socket-ssl-perl",
+        ),
         (
             "has_postfix_instance",
             has(&["postfix", "postmap"]) && is_root(),

@@ -15,6 +15,8 @@ use crate::fanout::Hops;
 use crate::lines::{Line, LineReader};
 use crate::received::is_received;
 use crate::reply::{Reply, reply};
+use routing::grants::Rights;
+use routing::grants::header_from::{self, MAX_FIELD};
 use std::time::Duration;
 use tokio::io::AsyncRead;
 
@@ -80,7 +82,64 @@ impl Kept {
     }
 }
 
-/// The outcome and the size of the message as received.
+/// The header `From` field, unfolded, gathered while the header section
+/// is read, for a principal whose grant names its senders.
+struct FromField<'r> {
+    rights: &'r Rights,
+    value: Option<String>,
+    open: bool,
+    too_long: bool,
+}
+
+impl FromField<'_> {
+    fn see(&mut self, line: &[u8]) {
+        let continued = self.open && line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        let starts = line.len() >= 5 && line[..5].eq_ignore_ascii_case(b"from:");
+        if !continued && !starts {
+            self.open = false;
+            return;
+        }
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches(['\r', '\n']);
+        let part = if continued {
+            text
+        } else {
+            self.open = true;
+            match self.value.as_mut() {
+                // Several From fields (invalid, but seen): all are checked.
+                Some(v) => v.push(','),
+                None => self.value = Some(String::new()),
+            }
+            &text[5..]
+        };
+        let value = self.value.get_or_insert_with(String::new);
+        if value.len() + part.len() > MAX_FIELD {
+            self.too_long = true;
+        } else {
+            value.push_str(part);
+        }
+    }
+
+    /// The refusal when the field names an address the grant does not
+    /// allow, or cannot be read. No From field: nothing to check here (the
+    /// envelope sender was).
+    fn verdict(&self) -> Option<Reply> {
+        let allowed = match (&self.value, self.too_long) {
+            (None, _) => true,
+            (Some(_), true) => false,
+            (Some(v), false) => {
+                header_from::addresses(v).is_ok_and(|a| self.rights.check_header_from(&a).is_ok())
+            }
+        };
+        (!allowed).then(|| {
+            let r = routing::grants::Refusal::HeaderFromNotAllowed;
+            reply(r.code(), r.enhanced(), r.text())
+        })
+    }
+}
+
+/// The outcome and the size of the message as received. `senders`: the
+/// client's rights when its grant limits the header `From`.
 pub async fn receive<S: AsyncRead + Unpin>(
     io: &mut LineReader<S>,
     hops: &mut Hops,
@@ -88,7 +147,14 @@ pub async fn receive<S: AsyncRead + Unpin>(
     limits: &DataLimits,
     prdr: bool,
     mut kept: Option<&mut Kept>,
+    senders: Option<&Rights>,
 ) -> (DataOutcome, usize) {
+    let mut from = senders.map(|rights| FromField {
+        rights,
+        value: None,
+        open: false,
+        too_long: false,
+    });
     let mut size = 0usize;
     let mut out: Vec<u8> = Vec::with_capacity(FLUSH_AT + limits.max_line);
     out.extend_from_slice(received_header.as_bytes());
@@ -137,6 +203,9 @@ pub async fn receive<S: AsyncRead + Unpin>(
             }
         };
         if line == b".\r\n" && after_crlf {
+            if in_headers && let Some(f) = from.as_ref().and_then(FromField::verdict) {
+                failure.get_or_insert(f);
+            }
             break;
         }
         after_crlf = true;
@@ -147,24 +216,33 @@ pub async fn receive<S: AsyncRead + Unpin>(
         if in_headers {
             if line == b"\r\n" {
                 in_headers = false;
+                // Nothing went to a next hop yet: a refusal here is clean.
+                if let Some(f) = from.as_ref().and_then(FromField::verdict) {
+                    failure.get_or_insert(f);
+                }
                 if let Some(k) = kept.as_deref_mut()
                     && k.complete
                 {
                     k.header_end = Some(k.bytes.len());
                 }
-            } else if is_received(line) {
-                hops_seen += 1;
-                if hops_seen > limits.hop_limit {
-                    failure.get_or_insert_with(|| {
-                        reply(
-                            554,
-                            "5.4.6",
-                            format!(
-                                "Too many hops ({} Received headers): routing loop",
-                                hops_seen
-                            ),
-                        )
-                    });
+            } else {
+                if let Some(f) = from.as_mut() {
+                    f.see(line);
+                }
+                if is_received(line) {
+                    hops_seen += 1;
+                    if hops_seen > limits.hop_limit {
+                        failure.get_or_insert_with(|| {
+                            reply(
+                                554,
+                                "5.4.6",
+                                format!(
+                                    "Too many hops ({} Received headers): routing loop",
+                                    hops_seen
+                                ),
+                            )
+                        });
+                    }
                 }
             }
         }

@@ -17,6 +17,7 @@ pub mod downstream;
 pub mod dsn;
 pub mod fanout;
 pub mod http;
+pub mod identity;
 pub mod io;
 pub mod lines;
 pub mod memory;
@@ -60,6 +61,7 @@ pub struct Config {
     pub downstream: downstream::Settings,
     /// Every connection starts with a PROXY protocol v2 header.
     pub proxy_protocol: bool,
+    pub auth: identity::AuthSettings,
 }
 
 impl Default for Config {
@@ -79,6 +81,7 @@ impl Default for Config {
             data_timeout: Duration::from_secs(180),
             downstream: downstream::Settings::default(),
             proxy_protocol: false,
+            auth: identity::AuthSettings::default(),
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Shared {
     /// STARTTLS for clients, when a certificate is configured.
     pub tls: Option<Arc<tls::Tls>>,
     pub metrics: metrics::Metrics,
+    /// AUTH, and the rate and failure limits.
+    pub identity: identity::Identity,
     pub outbound: downstream::Outbound,
     pub clients: Mutex<HashMap<IpAddr, usize>>,
     pub next_session: AtomicU64,
@@ -112,6 +117,18 @@ impl Shared {
         tables: Arc<table::Tables>,
         tls: Option<Arc<tls::Tls>>,
     ) -> Arc<Shared> {
+        Shared::build(config, tables, tls, None)
+    }
+
+    /// `tokens`: how ServiceAccount tokens are checked (None: a token
+    /// never authenticates).
+    pub fn build(
+        config: Config,
+        tables: Arc<table::Tables>,
+        tls: Option<Arc<tls::Tls>>,
+        tokens: Option<Arc<dyn identity::TokenReviewer>>,
+    ) -> Arc<Shared> {
+        let identity = identity::Identity::new(config.auth.clone(), tokens);
         let metrics = metrics::Metrics::default();
         let outbound =
             downstream::Outbound::new(config.downstream.clone(), config.hostname.clone(), &metrics);
@@ -120,6 +137,7 @@ impl Shared {
             tables,
             tls,
             metrics,
+            identity,
             outbound,
             clients: Mutex::new(HashMap::new()),
             next_session: AtomicU64::new(1),

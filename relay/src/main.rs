@@ -5,6 +5,8 @@
 use clap::Parser;
 use relay::downstream::pool::PoolLimits;
 use relay::downstream::{Settings, Timeouts};
+use relay::identity::{AuthSettings, TokenReviewer};
+use relay::session::Port;
 use relay::table::Tables;
 use relay::{Config, Shared, http, networks, server, table};
 use std::net::SocketAddr;
@@ -44,6 +46,47 @@ struct Options {
     /// SMTP listen address.
     #[arg(long, env = "MAILROUTE_LISTEN", default_value = "0.0.0.0:25")]
     listen: SocketAddr,
+    /// Submission (RFC 6409, usually 0.0.0.0:587): STARTTLS, then AUTH,
+    /// before any MAIL. Needs --tls-cert.
+    #[arg(long, env = "MAILROUTE_SUBMISSION_LISTEN", requires = "tls_cert")]
+    submission_listen: Option<SocketAddr>,
+    /// Submission over implicit TLS (RFC 8314, usually 0.0.0.0:465). Needs --tls-cert.
+    #[arg(long, env = "MAILROUTE_SUBMISSIONS_LISTEN", requires = "tls_cert")]
+    submissions_listen: Option<SocketAddr>,
+    /// Check ServiceAccount tokens given as AUTH passwords with the
+    /// TokenReview API (RBAC: create tokenreviews). Needs the `kube` feature.
+    #[arg(long, env = "MAILROUTE_TOKEN_REVIEW")]
+    token_review: bool,
+    /// The audience a token must be issued for (the pod's projected token's
+    /// `audience`): a token for the API server or another service is refused.
+    #[arg(long, env = "MAILROUTE_TOKEN_AUDIENCE", default_value = "mailroute")]
+    token_audience: String,
+    /// Where SendingGrants' password Secrets are mounted: DIR/<secret>/htpasswd.
+    #[arg(
+        long,
+        env = "MAILROUTE_PASSWORDS_DIR",
+        default_value = "/etc/mailroute/passwords"
+    )]
+    passwords_dir: PathBuf,
+    /// Seconds a checked token or password is believed: a deleted
+    /// ServiceAccount or a changed password takes effect within it.
+    #[arg(long, env = "MAILROUTE_AUTH_CACHE_SECONDS", default_value_t = 60)]
+    auth_cache_seconds: u64,
+    /// Failed AUTH attempts one client address may make per
+    /// --auth-failure-window; past it, AUTH gets 421 4.7.0 until the window ends.
+    #[arg(long, env = "MAILROUTE_AUTH_FAILURE_LIMIT", default_value_t = 5)]
+    auth_failure_limit: u32,
+    /// Seconds.
+    #[arg(long, env = "MAILROUTE_AUTH_FAILURE_WINDOW", default_value_t = 300)]
+    auth_failure_window: u64,
+    /// Milliseconds before a failed AUTH is answered (slows guessing).
+    #[arg(long, env = "MAILROUTE_AUTH_FAILURE_DELAY_MS", default_value_t = 1000)]
+    auth_failure_delay_ms: u64,
+    /// Write the authenticated principal into the Received header (off by
+    /// default, as Postfix's smtpd_sasl_authenticated_header: it tells the
+    /// recipients who sent, which a principal's name may not be meant for).
+    #[arg(long, env = "MAILROUTE_RECEIVED_PRINCIPAL")]
+    received_principal: bool,
     /// HTTP listen address for /metrics, /healthz and /readyz.
     #[arg(long, env = "MAILROUTE_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
     metrics_listen: SocketAddr,
@@ -231,6 +274,14 @@ fn run(o: Options) -> anyhow::Result<()> {
             mx_port: o.mx_port,
         },
         proxy_protocol: o.proxy_protocol,
+        auth: AuthSettings {
+            passwords_dir: o.passwords_dir,
+            cache_ttl: Duration::from_secs(o.auth_cache_seconds),
+            failure_limit: o.auth_failure_limit,
+            failure_window: Duration::from_secs(o.auth_failure_window),
+            failure_delay: Duration::from_millis(o.auth_failure_delay_ms),
+            record_principal: o.received_principal,
+        },
         ..Config::default()
     };
     let tables = Arc::new(Tables::default());
@@ -274,9 +325,16 @@ fn run(o: Options) -> anyhow::Result<()> {
             }
             _ => None,
         };
-        let shared = Shared::with_tls(config, tables, tls);
+        let tokens = if o.token_review { Some(token_reviewer(o.token_audience).await?) } else { None };
+        let shared = Shared::build(config, tables, tls, tokens);
         tokio::spawn(http::serve(http, shared.clone()));
-        let accepting = tokio::spawn(server::serve(smtp, shared.clone()));
+        let mut accepting = vec![tokio::spawn(server::serve(smtp, shared.clone()))];
+        for (addr, port) in [(o.submission_listen, Port::Submission), (o.submissions_listen, Port::Submissions)] {
+            let Some(addr) = addr else { continue };
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("{port:?} listener {addr}: {e}"))?;
+            tracing::info!(listen = %addr, service = ?port, "submission listener started");
+            accepting.push(tokio::spawn(server::serve_on(listener, shared.clone(), port)));
+        }
         ops::shutdown_signal().await;
         if o.shutdown_delay > 0 {
             tracing::info!(delay_s = o.shutdown_delay, "shutting down: unready, still accepting until new connections stop coming");
@@ -285,7 +343,9 @@ fn run(o: Options) -> anyhow::Result<()> {
         }
         tracing::info!(timeout_s = o.drain_timeout, "draining: no new connections, finishing transactions in flight");
         shared.drain();
-        let _ = accepting.await;
+        for a in accepting {
+            let _ = a.await;
+        }
         if shared.sessions_ended(Duration::from_secs(o.drain_timeout)).await {
             tracing::info!("drained; exiting");
         } else {
@@ -293,6 +353,22 @@ fn run(o: Options) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+#[cfg(feature = "kube")]
+async fn token_reviewer(audience: String) -> anyhow::Result<Arc<dyn TokenReviewer>> {
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| anyhow::anyhow!("--token-review: no Kubernetes API: {e}"))?;
+    tracing::info!(audience = %audience, "ServiceAccount tokens are checked with TokenReview");
+    Ok(Arc::new(
+        relay::identity::tokens::kube_api::KubeTokenReview { client, audience },
+    ))
+}
+
+#[cfg(not(feature = "kube"))]
+async fn token_reviewer(_: String) -> anyhow::Result<Arc<dyn TokenReviewer>> {
+    anyhow::bail!("--token-review: this mailroute-relay was built without the `kube` cargo feature")
 }
 
 #[cfg(feature = "kube")]

@@ -33,6 +33,21 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthLabels {
+    /// PLAIN, LOGIN, other.
+    pub mechanism: String,
+    /// success, invalid, temporary, throttled, no_tls, malformed,
+    /// cancelled, bad_sequence.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// SenderNotAllowed, HeaderFromNotAllowed, RateExceeded, TooManyRecipients.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VersionLabels {
     pub version: String,
 }
@@ -52,6 +67,10 @@ pub struct Metrics {
     /// told to send again (4xx) or told failed (5xx): each may get it twice.
     pub duplicate_risk: Counter,
     pub recipients: Family<DecisionLabels, Counter>,
+    /// AUTH attempts by mechanism and result.
+    auth: Family<AuthLabels, Counter>,
+    /// MAIL commands and messages refused by the client's SendingGrant.
+    grant_refusals: Family<ReasonLabels, Counter>,
     /// Seconds from sending a command to the next hop to its reply.
     pub downstream_latency: Histogram,
     /// Next-hop connections opened and reused from the pool.
@@ -73,6 +92,8 @@ impl Default for Metrics {
         let notifications = Family::<ResultLabels, Counter>::default();
         let duplicate_risk = Counter::default();
         let recipients = Family::<DecisionLabels, Counter>::default();
+        let auth = Family::<AuthLabels, Counter>::default();
+        let grant_refusals = Family::<ReasonLabels, Counter>::default();
         let downstream_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         let message_bytes = Counter::default();
         let downstream_connections = Family::<OutcomeLabels, Counter>::default();
@@ -83,6 +104,16 @@ impl Default for Metrics {
 
         let mut registry = Registry::with_prefix("mailroute_relay");
         registry.register("sessions", "SMTP sessions accepted", sessions.clone());
+        registry.register(
+            "auth",
+            "AUTH attempts by mechanism and result",
+            auth.clone(),
+        );
+        registry.register(
+            "grant_refusals",
+            "Commands and messages refused by the client's SendingGrant, by reason",
+            grant_refusals.clone(),
+        );
         registry.register(
             "sessions_active",
             "SMTP sessions open now",
@@ -163,6 +194,8 @@ impl Default for Metrics {
             notifications,
             duplicate_risk,
             recipients,
+            auth,
+            grant_refusals,
             downstream_latency,
             downstream_connections,
             message_bytes,
@@ -175,6 +208,23 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn auth(&self, mechanism: &str, result: &str) {
+        self.auth
+            .get_or_create(&AuthLabels {
+                mechanism: mechanism.to_owned(),
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn grant_refusal(&self, reason: &str) {
+        self.grant_refusals
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
     pub fn recipient(&self, decision: &str, reason: &str) {
         self.recipients
             .get_or_create(&DecisionLabels {

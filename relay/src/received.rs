@@ -11,6 +11,8 @@ pub struct Trace<'a> {
     pub hostname: &'a str,
     pub esmtp: bool,
     pub tls: bool,
+    /// After AUTH: the mechanism, and the principal when it is recorded.
+    pub authenticated: Option<(&'a str, Option<&'a str>)>,
     pub id: &'a str,
     pub recipient: Option<&'a str>,
 }
@@ -19,10 +21,12 @@ impl Trace<'_> {
     /// The header, written in place (it is made for every message).
     pub fn header(&self, now: SystemTime) -> String {
         // RFC 3848 protocol types.
-        let with = match (self.esmtp, self.tls) {
-            (true, true) => "ESMTPS",
-            (true, false) => "ESMTP",
-            (false, _) => "SMTP",
+        let with = match (self.esmtp, self.tls, self.authenticated.is_some()) {
+            (true, true, true) => "ESMTPSA",
+            (true, false, true) => "ESMTPA",
+            (true, true, false) => "ESMTPS",
+            (true, false, false) => "ESMTP",
+            (false, _, _) => "SMTP",
         };
         let mut h = String::with_capacity(160);
         let _ = write!(
@@ -30,6 +34,20 @@ impl Trace<'_> {
             "Received: from {} ([{}])\r\n\tby {} (mailroute-relay) with {with} id {}",
             self.helo, self.client, self.hostname, self.id
         );
+        if let Some((mechanism, Some(principal))) = self.authenticated {
+            // A comment's text: no parentheses, backslashes or controls.
+            let principal: String = principal
+                .chars()
+                .map(|c| {
+                    if matches!(c, '(' | ')' | '\\') || c.is_control() {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            let _ = write!(h, "\r\n\t(authenticated as {principal} with {mechanism})");
+        }
         if let Some(r) = self.recipient {
             let _ = write!(h, "\r\n\tfor <{r}>");
         }

@@ -2,6 +2,7 @@
 //! per-client connection limit, one task per session.
 
 use crate::reply::{reply, to_bytes};
+use crate::session::Port;
 use crate::{Shared, proxy, session};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -41,9 +42,14 @@ impl Drop for ClientSlot {
     }
 }
 
-/// Accepts until draining starts; the listener is closed then, so new
-/// connections are refused while sessions finish.
+/// Accepts port-25 sessions until draining starts; the listener is closed
+/// then, so new connections are refused while sessions finish.
 pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
+    serve_on(listener, shared, Port::Smtp).await
+}
+
+/// [`serve`] for the given service (submission on 587, 465).
+pub async fn serve_on(listener: TcpListener, shared: Arc<Shared>, port: Port) {
     let mut drain = shared.drain_signal();
     loop {
         let accepted = tokio::select! {
@@ -86,7 +92,7 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                 let _ = stream.write_all(&to_bytes(&r)).await;
                 return;
             };
-            session::run(stream, client, shared).await;
+            session::run_on(stream, client, shared, port).await;
         });
     }
 }

@@ -13,6 +13,7 @@ use crate::fanout::{Hops, Rcpt};
 use crate::reply::{Reply, display, from_answer, from_routing, queue_id, reply, to_answer};
 use crate::table::Loaded;
 use routing::Decision;
+use routing::grants::Rights;
 use routing::outcome::{self, Answer, Outcome, Verdict};
 use smtp_proto::{
     RCPT_NOTIFY_DELAY, RCPT_NOTIFY_FAILURE, RCPT_NOTIFY_NEVER, RCPT_NOTIFY_SUCCESS, RcptTo,
@@ -27,6 +28,8 @@ pub struct Transaction {
     pub params: MailParams,
     /// The client asked for a reply per recipient (MAIL FROM … PRDR).
     pub prdr: bool,
+    /// What the client may do, as of MAIL.
+    pub rights: Rights,
     pub hops: Hops,
     pub recipients: Vec<Accepted>,
     pub arrival: SystemTime,
@@ -57,9 +60,16 @@ pub enum Conclusion {
 }
 
 impl Transaction {
-    pub fn new(table: Arc<Loaded>, from: String, params: MailParams, prdr: bool) -> Transaction {
+    pub fn new(
+        table: Arc<Loaded>,
+        from: String,
+        params: MailParams,
+        prdr: bool,
+        rights: Rights,
+    ) -> Transaction {
         Transaction {
             table,
+            rights,
             from,
             params,
             prdr,
@@ -74,7 +84,7 @@ impl Transaction {
         &mut self,
         shared: &Shared,
         to: RcptTo<String>,
-        may_relay: bool,
+        rights: &Rights,
     ) -> (Reply, &'static str) {
         let config = &shared.config;
         if self.recipients.len() >= config.max_recipients {
@@ -83,6 +93,12 @@ impl Transaction {
                 "TooManyRecipients",
             );
         }
+        if let Err(r) =
+            rights.check_recipient_count(self.recipients.len() + 1, config.max_recipients)
+        {
+            return (reply(r.code(), r.enhanced(), r.text()), r.as_str());
+        }
+        let may_relay = rights.may_relay_to_recipient(&to.address);
         let (recipient, connector) = match self.table.routing.resolve(&to.address, may_relay) {
             Decision::Reply(r) => return (from_routing(&r), r.reason.as_str()),
             Decision::Forward {

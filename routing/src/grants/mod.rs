@@ -10,6 +10,7 @@
 
 pub mod cidr;
 mod compile;
+pub mod header_from;
 pub mod limits;
 pub mod password;
 pub mod sasl;
@@ -449,6 +450,23 @@ impl Rights {
             Rights::Anonymous => false,
             Rights::RelayNetwork => true,
             Rights::Granted { grant, .. } => grant.may_relay_to(domain),
+        }
+    }
+
+    /// [`Rights::may_relay_to`] for a recipient as given in RCPT TO (the
+    /// domain is only looked at when a grant decides).
+    pub fn may_relay_to_recipient(&self, recipient: &str) -> bool {
+        match self {
+            Rights::Anonymous => false,
+            Rights::RelayNetwork => true,
+            Rights::Granted { grant, .. } => {
+                let bare = recipient.trim_start_matches('<').trim_end_matches('>');
+                match bare.rsplit_once('@') {
+                    Some((_, domain)) => crate::address::normalize_domain(domain)
+                        .is_ok_and(|d| grant.may_relay_to(&d)),
+                    None => false,
+                }
+            }
         }
     }
 

@@ -54,6 +54,12 @@ impl Hash {
         Err("not a bcrypt ($2b$…) or Argon2 ($argon2id$…) hash".into())
     }
 
+    pub fn as_str(&self) -> &str {
+        match self {
+            Hash::Bcrypt(h) | Hash::Argon2(h) => h,
+        }
+    }
+
     pub fn verify(&self, password: &[u8]) -> bool {
         match self {
             Hash::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),

@@ -2,7 +2,10 @@
 //! strict line check, a [`Transaction`] at a time, each recipient resolved
 //! with the routing core on the table the transaction started with and
 //! forwarded cut-through to its next hop; the message streamed to all of
-//! them, and the answer the outcome policy gives.
+//! them, and the answer the outcome policy gives. Who the client is and
+//! what it may do: [`auth`] and the routing core's grants.
+
+mod auth;
 
 use crate::Shared;
 use crate::data::{self, DataLimits, DataOutcome, Kept};
@@ -12,6 +15,8 @@ use crate::lines::{Line, LineReader};
 use crate::received::Trace;
 use crate::reply::{Reply, reply};
 use crate::transaction::{Conclusion, Transaction};
+use routing::address::Address;
+use routing::grants::Rights;
 use smtp_proto::{
     Error as ParseError, MAIL_BODY_8BITMIME, MAIL_RET_FULL, MAIL_RET_HDRS, MAIL_SMTPUTF8, MailFrom,
     Request,
@@ -22,15 +27,36 @@ use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-/// The longest command line we read (RFC 5321 says 512; extensions need more).
-const MAX_COMMAND_LINE: usize = 2048;
+/// The longest command line we read (RFC 5321 says 512; extensions need
+/// more, and AUTH lines carrying a ServiceAccount token up to 12288: RFC
+/// 4954 §4).
+const MAX_COMMAND_LINE: usize = 12_288;
+
+/// Which service a listener offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Port {
+    /// Port 25: relaying by the relay networks and grants; AUTH after STARTTLS.
+    Smtp,
+    /// Port 587 (RFC 6409): STARTTLS, then AUTH, before any MAIL.
+    Submission,
+    /// Port 465 (RFC 8314): TLS from the first byte, then AUTH.
+    Submissions,
+}
+
+impl Port {
+    fn needs_auth(self) -> bool {
+        self != Port::Smtp
+    }
+}
 
 struct Session<S> {
     io: LineReader<ServerIo<S>>,
     tls_active: bool,
     shared: Arc<Shared>,
     peer: IpAddr,
-    may_relay: bool,
+    port: Port,
+    /// Set by a successful AUTH; until then each MAIL asks the grants.
+    authenticated: Option<Authenticated>,
     helo: Option<String>,
     esmtp: bool,
     tx: Option<Transaction>,
@@ -48,21 +74,34 @@ impl Drop for Active {
     }
 }
 
+/// Who AUTH said the client is.
+struct Authenticated {
+    rights: Rights,
+    /// PLAIN or LOGIN, for the Received header.
+    mechanism: &'static str,
+}
+
+/// A session on port 25.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: IpAddr, shared: Arc<Shared>) {
+    run_on(stream, peer, shared, Port::Smtp).await
+}
+
+pub async fn run_on<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: IpAddr,
+    shared: Arc<Shared>,
+    port: Port,
+) {
     shared.session_started();
     let _active = Active(shared.clone());
-    let may_relay = shared
-        .config
-        .relay_networks
-        .iter()
-        .any(|n| n.contains(peer));
     let id = format!("{:x}", shared.next_session.fetch_add(1, Ordering::Relaxed));
     let mut s = Session {
         io: LineReader::new(Io::Plain(stream)),
         tls_active: false,
         shared,
         peer,
-        may_relay,
+        port,
+        authenticated: None,
         helo: None,
         esmtp: false,
         tx: None,
@@ -70,6 +109,9 @@ pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(stream: S, peer: IpAddr, sha
         out: Vec::with_capacity(512),
         id,
     };
+    if port == Port::Submissions && !s.handshake().await {
+        return;
+    }
     // The greeting and 354 carry no enhanced code (RFC 2034 §3).
     let greeting = format!("220 {} ESMTP mailroute-relay\r\n", s.shared.config.hostname);
     s.out.extend_from_slice(greeting.as_bytes());
@@ -163,6 +205,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return;
             }
             if matches!(next, Next::Close) {
+                // Over TLS, close_notify: the client can tell our close from
+                // a truncation (RFC 8446 §6.1).
+                let _ = self.io.get_mut().shutdown().await;
                 return;
             }
         }
@@ -178,6 +223,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn command(&mut self, line: &[u8]) -> Next {
+        // smtp-proto's AUTH does not give us the exchange we need (LOGIN's
+        // initial response, RFC 4954's replies): ours.
+        if line.len() >= 4
+            && line[..4].eq_ignore_ascii_case(b"AUTH")
+            && line.get(4).is_none_or(|b| b.is_ascii_whitespace())
+        {
+            return self.auth(line).await;
+        }
         // smtp-proto does not know PRDR: a MAIL asking for it is parsed
         // without the parameter.
         let (parsed, prdr) = match Request::parse(&mut line.iter()) {
@@ -228,8 +281,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 } else {
                     ""
                 };
+                // Never in cleartext (RFC 8314): AUTH only over TLS.
+                let auth = if self.tls_active && self.authenticated.is_none() {
+                    "250-AUTH PLAIN LOGIN\r\n"
+                } else {
+                    ""
+                };
                 let ehlo = format!(
-                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}250-DSN\r\n250-PRDR\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
+                    "250-{}\r\n250-PIPELINING\r\n250-SIZE {}\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n{starttls}{auth}250-DSN\r\n250-PRDR\r\n250-ENHANCEDSTATUSCODES\r\n250 HELP\r\n",
                     self.shared.config.hostname, self.shared.config.max_message_size
                 );
                 self.out.extend_from_slice(ehlo.as_bytes());
@@ -250,7 +309,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Request::Rcpt { to } => {
                 let (r, reason) = match self.tx.as_mut() {
-                    Some(tx) => tx.rcpt(&self.shared, to, self.may_relay).await,
+                    Some(tx) => {
+                        let rights = tx.rights.clone();
+                        tx.rcpt(&self.shared, to, &rights).await
+                    }
                     None => (reply(503, "5.5.1", "Need MAIL before RCPT"), "BadSequence"),
                 };
                 let decision = match r.code {
@@ -304,6 +366,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if size > self.shared.config.max_message_size {
             return reply(552, "5.3.4", "Message size exceeds fixed limit");
         }
+        if self.port.needs_auth() && !self.tls_active {
+            return reply(530, "5.7.0", "Must issue a STARTTLS command first");
+        }
+        if self.port.needs_auth() && self.authenticated.is_none() {
+            return reply(530, "5.7.0", "Authentication required");
+        }
         let Some(table) = self.shared.tables.current() else {
             return reply(
                 451,
@@ -311,6 +379,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 "Routing table not loaded yet; try again later",
             );
         };
+        let rights = match &self.authenticated {
+            Some(a) => a.rights.clone(),
+            None => Rights::unauthenticated(
+                table.routing.grants(),
+                &self.shared.config.relay_networks,
+                self.peer,
+                None,
+            ),
+        };
+        if let Some(r) = self.sender_refused(&rights, &from.address) {
+            return r;
+        }
         let params = MailParams {
             size: (size > 0).then_some(size),
             eight_bit: flags & MAIL_BODY_8BITMIME != 0,
@@ -318,7 +398,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             ret: flags & (MAIL_RET_FULL | MAIL_RET_HDRS),
             envid: from.env_id,
         };
-        self.tx = Some(Transaction::new(table, from.address, params, prdr));
+        self.tx = Some(Transaction::new(table, from.address, params, prdr, rights));
         reply(250, "2.1.0", "Ok")
     }
 
@@ -340,12 +420,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let config = &self.shared.config;
         let single = (tx.recipients.len() == 1).then(|| tx.recipients[0].routed.as_str());
+        let record = config.auth.record_principal;
         let header = Trace {
             helo: self.helo.as_deref().unwrap_or("unknown"),
             client: self.peer,
             hostname: &config.hostname,
             esmtp: self.esmtp,
             tls: self.tls_active,
+            authenticated: self
+                .authenticated
+                .as_ref()
+                .map(|a| (a.mechanism, record.then(|| a.rights.principal()))),
             id: &self.id,
             recipient: single,
         }
@@ -358,7 +443,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         };
         // A notification returns the whole message only for RET=FULL from
         // a client that may relay; otherwise its header section.
-        let whole = self.may_relay && tx.params.ret & MAIL_RET_FULL != 0;
+        let whole = tx.rights.trusted() && tx.params.ret & MAIL_RET_FULL != 0;
+        let senders = tx
+            .rights
+            .grant()
+            .is_some_and(|g| !g.senders.is_empty())
+            .then(|| tx.rights.clone());
         let mut kept = tx
             .may_notify()
             .then(|| Kept::new(config.bounce_size_limit, !whole));
@@ -369,13 +459,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             &limits,
             tx.prdr,
             kept.as_mut(),
+            senders.as_ref(),
         )
         .await;
         self.shared.metrics.message_bytes.inc_by(bytes as u64);
         let next = match outcome {
             DataOutcome::Finished => {
                 match tx
-                    .conclude(&self.shared, &self.id, self.may_relay, kept.as_ref())
+                    .conclude(&self.shared, &self.id, tx.rights.trusted(), kept.as_ref())
                     .await
                 {
                     Conclusion::One(r) => self.say(&r),
@@ -442,6 +533,56 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             _ => Next::Close,
         }
+    }
+
+    /// Port 465: the TLS handshake before the greeting.
+    async fn handshake(&mut self) -> bool {
+        let Some(tls) = self.shared.tls.clone() else {
+            return false;
+        };
+        let Io::Plain(plain) = std::mem::replace(self.io.get_mut(), Io::Upgrading) else {
+            return false;
+        };
+        let handshake = tls.acceptor().accept(plain);
+        match tokio::time::timeout(self.shared.config.command_timeout, handshake).await {
+            Ok(Ok(stream)) => {
+                *self.io.get_mut() = Io::Tls(Box::new(stream));
+                self.tls_active = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// MAIL FROM's sender against the client's grant (553 5.7.1), then its
+    /// rate (450 4.7.1); each refusal counted and logged with the principal.
+    fn sender_refused(&self, rights: &Rights, from: &str) -> Option<Reply> {
+        let sender = match from {
+            "" => None,
+            a => match Address::parse(a) {
+                Ok(a) => Some(a),
+                // The routing core refuses a malformed sender's recipients.
+                Err(_) if rights.grant().is_none() => return None,
+                Err(_) => {
+                    return Some(reply(553, "5.1.7", "Bad sender address syntax"));
+                }
+            },
+        };
+        let refused = rights.check_sender(sender.as_ref()).err().or_else(|| {
+            (!self.shared.identity.admit_message(rights))
+                .then_some(routing::grants::Refusal::RateExceeded)
+        });
+        let refusal = refused?;
+        self.shared.metrics.grant_refusal(refusal.as_str());
+        tracing::info!(
+            session = %self.id,
+            client = %self.peer,
+            principal = rights.principal(),
+            sender = from,
+            refusal = refusal.as_str(),
+            "MAIL refused by the client's grant"
+        );
+        Some(reply(refusal.code(), refusal.enhanced(), refusal.text()))
     }
 
     async fn end_transaction(&mut self) {
