@@ -48,6 +48,7 @@ fi
 optional=()
 command -v smtp-source >/dev/null || optional+=(postfix)
 command -v swaks >/dev/null || optional+=(swaks libnet-ssleay-perl)
+perl -MIO::Socket::SSL -e 1 2>/dev/null || optional+=(libio-socket-ssl-perl)
 command -v javac >/dev/null || optional+=(default-jdk-headless)
 [ -f /usr/share/java/jakarta-mail.jar ] || optional+=(libjakarta-mail-java)
 if [ ${#optional[@]} -gt 0 ] && can_install; then

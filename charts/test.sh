@@ -90,7 +90,8 @@ for helm in "$tools/helm3" "$tools/helm4"; do
   done
   # A wrong value must fail at install time, naming the value.
   for bad in relay.tableSource=mounted relay.replicas=two relay.service.type=External \
-             relay.tableNamespace=mail relay.limits.hopLimit=0 operator.replicaCount=2; do
+             relay.tableNamespace=mail relay.limits.hopLimit=0 operator.replicaCount=2 \
+             relay.submission.enabled=true relay.auth.cacheSeconds=0; do
     if msg=$("$helm" template mailroute "$chart" --set "$bad" 2>&1); then
       fail "$v refuses --set $bad (it rendered)"
     elif key=${bad%%=*} && grep -q "${key##*.}" <<<"$msg"; then

@@ -69,11 +69,25 @@ kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/d
 kubectl label namespace "$ns" --overwrite pod-security.kubernetes.io/enforce=restricted \
   pod-security.kubernetes.io/warn=restricted >/dev/null
 
+step "the relay's TLS certificate and a password Secret (submission and AUTH)"
+certs=$(mktemp -d)
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=mailroute-relay.$ns.svc.cluster.local" \
+  -keyout "$certs/tls.key" -out "$certs/tls.crt" 2>/dev/null
+kubectl -n "$ns" create secret tls relay-tls --cert "$certs/tls.crt" --key "$certs/tls.key" \
+  --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+# alice's password is e2e-alice-password (the tests only ever guess wrong).
+printf 'alice:%s\n' '$2b$10$l25kKxoY8oDi/Aj3G2IDi.HDXHY9tRCvxjMlDUAgkxwqftdwtQ68G' >"$certs/htpasswd"
+kubectl -n "$ns" create secret generic e2e-smtp-users --type=mailroute.io/htpasswd \
+  --from-file=htpasswd="$certs/htpasswd" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+rm -r "$certs"
+
 step "helm install"
 chart=(charts/mailroute -n "$ns"
   --set operator.image.repository=mailroute-operator --set "operator.image.tag=$tag"
   --set relay.image.repository=mailroute-relay --set "relay.image.tag=$tag"
-  --set operator.image.pullPolicy=Never --set relay.image.pullPolicy=Never)
+  --set operator.image.pullPolicy=Never --set relay.image.pullPolicy=Never
+  --set relay.tls.secretName=relay-tls --set relay.submission.enabled=true
+  --set "relay.auth.passwordSecrets={e2e-smtp-users}" --set relay.auth.cacheSeconds=10)
 installed=$SECONDS
 "$HELM" install "$release" "${chart[@]}" --set relay.tableSource=watch --set relay.service.type=NodePort \
   --set "operator.extraSelfAddresses={$self_names}" --set operator.reportDeadlineSeconds=15 >/dev/null
@@ -102,7 +116,7 @@ kubectl -n "$ns" rollout status deploy/mailroute-relay --timeout=300s
 suite watch --test in_cluster mail_from_a_client_pod
 
 step "helm uninstall leaves nothing behind but the CRDs and the users' objects"
-users_kinds=addressspaces,recipientpolicies,mailcontacts,smtpconnectors
+users_kinds=addressspaces,recipientpolicies,mailcontacts,smtpconnectors,sendinggrants
 objects_before=$(kubectl get "$users_kinds" -n "$ns" -o name | sort)
 "$HELM" uninstall "$release" -n "$ns" --wait --timeout 300s
 kubectl -n "$ns" wait --for=delete pod -l "app.kubernetes.io/instance=$release" --timeout=180s
@@ -119,7 +133,8 @@ if [ -n "$left" ]; then
   exit 1
 fi
 kubectl get crd addressspaces.mailroute.io recipientpolicies.mailroute.io \
-  mailcontacts.mailroute.io smtpconnectors.mailroute.io routingtables.mailroute.io >/dev/null
+  mailcontacts.mailroute.io smtpconnectors.mailroute.io sendinggrants.mailroute.io \
+  routingtables.mailroute.io >/dev/null
 objects_after=$(kubectl get "$users_kinds" -n "$ns" -o name | sort)
 [ "$objects_before" = "$objects_after" ] || { echo "the users' objects changed"; exit 1; }
 echo "the table ConfigMaps, the RoutingTable and the Lease are gone (the uninstall hook ran); the CRDs and $(echo "$objects_after" | wc -l) objects stay"

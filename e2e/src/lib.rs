@@ -123,6 +123,7 @@ pub async fn apply(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
     each(client, ns, &objects.policies).await?;
     each(client, ns, &objects.connectors).await?;
     each(client, ns, &objects.contacts).await?;
+    each(client, ns, &objects.grants).await?;
     Ok(())
 }
 
@@ -207,6 +208,7 @@ pub async fn delete(client: &Client, ns: &str, objects: &Objects) -> Result<()> 
         }
         Ok(())
     }
+    each(client, ns, &objects.grants).await?;
     each(client, ns, &objects.contacts).await?;
     each(client, ns, &objects.connectors).await?;
     each(client, ns, &objects.policies).await?;
