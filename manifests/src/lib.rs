@@ -141,6 +141,7 @@ fn is_empty(o: &Objects) -> bool {
         && o.policies.is_empty()
         && o.contacts.is_empty()
         && o.connectors.is_empty()
+        && o.grants.is_empty()
 }
 
 /// Objects of namespace `ns` and objects that name none, as `kubectl apply

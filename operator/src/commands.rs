@@ -340,6 +340,21 @@ pub fn crds() -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `mailroute htpasswd USER`: the password is the first line of stdin
+/// (never an argument, which `ps` and shell history would show).
+pub fn htpasswd(user: &str, cost: u32) -> Result<ExitCode> {
+    let mut password = String::new();
+    std::io::stdin().read_line(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("no password on stdin");
+    }
+    let line = routing::grants::password::htpasswd_line(user, password, cost)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The CRDs as one multi-document YAML stream: the content of `crds/`.
 pub fn crds_yaml() -> Result<String> {
     let mut out = String::new();

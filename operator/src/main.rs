@@ -76,6 +76,14 @@ enum Command {
     },
     /// Print the CustomResourceDefinitions as YAML.
     Crds,
+    /// Read a password from stdin and print `USER:HASH` (bcrypt), a line for
+    /// the `htpasswd` key of a SendingGrant's password Secret.
+    Htpasswd {
+        user: String,
+        /// bcrypt cost (4–31); each step doubles the work of a check.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=31))]
+        cost: u32,
+    },
     /// Turn routing kept elsewhere into mailroute objects (YAML on stdout,
     /// or one file per object with -o; a summary of what was skipped, and
     /// why, on stderr).
@@ -155,6 +163,7 @@ fn main() -> ExitCode {
         } => commands::trace(&input, &address, relay_allowed, format),
         Command::Compile { input, dir } => commands::compile(&input, &dir),
         Command::Crds => commands::crds(),
+        Command::Htpasswd { user, cost } => commands::htpasswd(&user, cost),
         Command::Import {
             source,
             namespace,

@@ -128,8 +128,9 @@ impl Shared {
         tls: Option<Arc<tls::Tls>>,
         tokens: Option<Arc<dyn identity::TokenReviewer>>,
     ) -> Arc<Shared> {
-        let identity = identity::Identity::new(config.auth.clone(), tokens);
         let metrics = metrics::Metrics::default();
+        let identity =
+            identity::Identity::new(config.auth.clone(), tokens, metrics.token_reviews.clone());
         let outbound =
             downstream::Outbound::new(config.downstream.clone(), config.hostname.clone(), &metrics);
         Arc::new(Shared {

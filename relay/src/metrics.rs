@@ -71,6 +71,8 @@ pub struct Metrics {
     auth: Family<AuthLabels, Counter>,
     /// MAIL commands and messages refused by the client's SendingGrant.
     grant_refusals: Family<ReasonLabels, Counter>,
+    /// TokenReview requests made (tokens not in the cache).
+    pub token_reviews: Counter,
     /// Seconds from sending a command to the next hop to its reply.
     pub downstream_latency: Histogram,
     /// Next-hop connections opened and reused from the pool.
@@ -94,6 +96,7 @@ impl Default for Metrics {
         let recipients = Family::<DecisionLabels, Counter>::default();
         let auth = Family::<AuthLabels, Counter>::default();
         let grant_refusals = Family::<ReasonLabels, Counter>::default();
+        let token_reviews = Counter::default();
         let downstream_latency = Histogram::new(exponential_buckets(0.0002, 2.0, 16));
         let message_bytes = Counter::default();
         let downstream_connections = Family::<OutcomeLabels, Counter>::default();
@@ -108,6 +111,11 @@ impl Default for Metrics {
             "auth",
             "AUTH attempts by mechanism and result",
             auth.clone(),
+        );
+        registry.register(
+            "token_reviews",
+            "TokenReview requests made for ServiceAccount tokens not in the cache",
+            token_reviews.clone(),
         );
         registry.register(
             "grant_refusals",
@@ -196,6 +204,7 @@ impl Default for Metrics {
             recipients,
             auth,
             grant_refusals,
+            token_reviews,
             downstream_latency,
             downstream_connections,
             message_bytes,

@@ -457,13 +457,7 @@ mod tokens {
             .cmd(&format!("AUTH PLAIN {}", plain("billing", &forged)))
             .await;
         assert!(r.starts_with("535 5.7.8 "), "{r}");
-        assert_eq!(
-            s.shared
-                .identity
-                .token_reviews
-                .load(std::sync::atomic::Ordering::Relaxed),
-            2
-        );
+        assert_eq!(s.shared.identity.token_reviews.get(), 2);
         let seen = api.lock().unwrap().clone();
         assert_eq!(seen.len(), 2, "one review per token: {seen:#?}");
         assert_eq!(seen[0].method, "POST");

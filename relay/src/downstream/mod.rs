@@ -9,7 +9,7 @@ mod deliver;
 pub mod open;
 pub mod pool;
 pub mod targets;
-mod tls;
+pub mod tls;
 
 use crate::reply::{Reply, passed_back, reply};
 use open::Connection;

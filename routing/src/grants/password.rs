@@ -76,6 +76,18 @@ impl Hash {
     }
 }
 
+/// One `htpasswd` line for `user` with a new bcrypt hash of `password`
+/// (a random salt: not deterministic, by design).
+pub fn htpasswd_line(user: &str, password: &str, cost: u32) -> Result<String, String> {
+    if user.is_empty() || user.contains([':', '\n', '\r']) {
+        return Err(format!(
+            "{user:?}: a user name is not empty and has no ':' or line break"
+        ));
+    }
+    let hash = bcrypt::hash(password, cost).map_err(|e| e.to_string())?;
+    Ok(format!("{user}:{hash}"))
+}
+
 /// A parsed `htpasswd` text: the users whose lines parse, and what is
 /// wrong with the others (by line number, never quoting the hash).
 #[derive(Clone, Debug, Default)]
