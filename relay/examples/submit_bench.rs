@@ -27,8 +27,11 @@ async fn reply<S: AsyncRead + Unpin>(r: &mut BufReader<S>) -> String {
 }
 
 async fn cmd<S: AsyncRead + AsyncWrite + Unpin>(s: &mut BufReader<S>, line: &str) -> String {
-    s.get_mut().write_all(line.as_bytes()).await.unwrap();
-    s.get_mut().write_all(b"\r\n").await.unwrap();
+    // One write per command: two would wait on Nagle and a delayed ACK.
+    s.get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .unwrap();
     reply(s).await
 }
 
@@ -37,7 +40,9 @@ fn expect(r: &str, code: &str, what: &str) {
 }
 
 async fn one(addr: &str, tls: &TlsConnector, auth: Option<&str>, body: &str) {
-    let mut plain = BufReader::new(TcpStream::connect(addr).await.unwrap());
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let mut plain = BufReader::new(tcp);
     expect(&reply(&mut plain).await, "220", "greeting");
     expect(&cmd(&mut plain, "EHLO bench.test").await, "250", "EHLO");
     expect(&cmd(&mut plain, "STARTTLS").await, "220", "STARTTLS");

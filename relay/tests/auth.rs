@@ -469,6 +469,54 @@ mod tokens {
     }
 }
 
+/// A slow reviewer (200 ms an answer), counting what it is asked: the
+/// relay, not the API server, is under test here.
+struct SlowReviewer(std::sync::atomic::AtomicUsize);
+
+impl relay::identity::TokenReviewer for SlowReviewer {
+    fn review<'a>(
+        &'a self,
+        _: &'a str,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = relay::identity::tokens::Review> + Send + 'a>,
+    > {
+        Box::pin(async move {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(Some(relay::identity::ServiceAccountName {
+                namespace: "apps".into(),
+                name: "billing".into(),
+            }))
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_logging_in_at_once_with_one_token_share_one_review() {
+    let out = Sink::start(SinkBehaviour::default()).await;
+    let reviewer = Arc::new(SlowReviewer(Default::default()));
+    let s = Arc::new(start(&out, Some(reviewer.clone()), |_| {}).await);
+    let logins: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let (mut c, _) = starttls(&s, s.submission).await;
+                c.cmd(&format!(
+                    "AUTH PLAIN {}",
+                    plain("billing", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln")
+                ))
+                .await
+            })
+        })
+        .collect();
+    for login in logins {
+        let r = login.await.unwrap();
+        assert!(r.starts_with("235 2.7.0 "), "{r}");
+    }
+    assert_eq!(reviewer.0.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(s.shared.identity.token_reviews.get(), 1);
+}
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f).await.unwrap()
 }

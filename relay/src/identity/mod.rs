@@ -13,6 +13,7 @@ use routing::grants::sasl::Credentials;
 use routing::grants::{Grants, Rights};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -74,6 +75,10 @@ pub struct Identity {
     /// checked: no token or password is kept in memory.
     salt: [u64; 2],
     tokens_seen: Cache<Option<ServiceAccountName>>,
+    /// Credentials being checked now: sessions that bring the same token
+    /// or password wait for that one check (one TokenReview per token per
+    /// cache lifetime, however many sessions log in at once).
+    checking: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
     passwords_seen: Cache<bool>,
     rates: Mutex<HashMap<String, RateWindow>>,
     failures: Mutex<HashMap<IpAddr, AuthFailures>>,
@@ -96,6 +101,7 @@ impl Identity {
             tokens,
             salt: [random.hash_one(1u8), random.hash_one(2u8)],
             tokens_seen: Mutex::new(HashMap::new()),
+            checking: Mutex::new(HashMap::new()),
             passwords_seen: Mutex::new(HashMap::new()),
             rates: Mutex::new(HashMap::new()),
             failures: Mutex::new(HashMap::new()),
@@ -136,19 +142,17 @@ impl Identity {
                 hash.as_str().as_bytes(),
                 creds.password.as_bytes(),
             ]);
-            let ok = match cached(&self.passwords_seen, &key) {
-                Some(ok) => ok,
-                None => {
-                    let password = creds.password.clone().into_bytes();
-                    // bcrypt and Argon2 take milliseconds on purpose: off the
-                    // session's thread.
-                    let ok = tokio::task::spawn_blocking(move || hash.verify(&password))
+            let password = creds.password.clone().into_bytes();
+            // bcrypt and Argon2 take milliseconds on purpose: off the
+            // session's thread, and once for sessions logging in at once.
+            let ok = self
+                .once(&self.passwords_seen, key, || async move {
+                    Ok(tokio::task::spawn_blocking(move || hash.verify(&password))
                         .await
-                        .unwrap_or(false);
-                    remember(&self.passwords_seen, key, ok, self.settings.cache_ttl);
-                    ok
-                }
-            };
+                        .unwrap_or(false))
+                })
+                .await
+                .unwrap_or(false);
             if ok {
                 return AuthOutcome::Granted(Rights::user(grant, secret, &creds.user));
             }
@@ -165,21 +169,16 @@ impl Identity {
         let key = self.key(&[b"token", token.as_bytes()]);
         let account = match cached(&self.tokens_seen, &key) {
             Some(account) => account,
-            None => {
-                self.token_reviews.inc();
-                match reviewer.review(token).await {
-                    Ok(account) => {
-                        remember(
-                            &self.tokens_seen,
-                            key,
-                            account.clone(),
-                            self.settings.cache_ttl,
-                        );
-                        account
-                    }
-                    Err(e) => return AuthOutcome::Temporary(e),
-                }
-            }
+            None => match self
+                .once(&self.tokens_seen, key, || async {
+                    self.token_reviews.inc();
+                    reviewer.review(token).await
+                })
+                .await
+            {
+                Ok(account) => account,
+                Err(e) => return AuthOutcome::Temporary(e),
+            },
         };
         let Some(sa) = account else {
             return AuthOutcome::Invalid(
@@ -190,6 +189,44 @@ impl Identity {
             Some(rights) => AuthOutcome::Granted(rights),
             None => AuthOutcome::Invalid("no SendingGrant names this ServiceAccount"),
         }
+    }
+
+    /// `cache`'s answer for `key`, or `check`'s: one check per key at a
+    /// time, however many sessions bring the same credentials at once (the
+    /// first asks, the others wait and read its answer from the cache).
+    async fn once<V, F>(
+        &self,
+        cache: &Cache<V>,
+        key: [u8; 32],
+        check: impl FnOnce() -> F,
+    ) -> Result<V, String>
+    where
+        V: Clone,
+        F: Future<Output = Result<V, String>>,
+    {
+        let gate = {
+            let mut checking = self.checking.lock().expect("checking lock");
+            checking.entry(key).or_default().clone()
+        };
+        let answer = {
+            let _turn = gate.lock().await;
+            match cached(cache, &key) {
+                Some(v) => Ok(v),
+                None => {
+                    let answer = check().await;
+                    if let Ok(v) = &answer {
+                        remember(cache, key, v.clone(), self.settings.cache_ttl);
+                    }
+                    answer
+                }
+            }
+        };
+        let mut checking = self.checking.lock().expect("checking lock");
+        // The last one out removes the gate (the map holds one reference).
+        if Arc::strong_count(&gate) <= 2 {
+            checking.remove(&key);
+        }
+        answer
     }
 
     /// Whether this client may try AUTH now.
