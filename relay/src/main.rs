@@ -152,6 +152,11 @@ struct Options {
     /// PEM private key for STARTTLS.
     #[arg(long, env = "MAILROUTE_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// PEM file of the CAs whose client certificates the relay verifies
+    /// (with --tls-cert): a client may present one (never must), and a
+    /// verified one identifies it to SendingGrants' clientCertificate.
+    #[arg(long, env = "MAILROUTE_CLIENT_CA", requires = "tls_cert")]
+    client_ca: Option<PathBuf>,
     /// Seconds between looks at the certificate files.
     #[arg(long, env = "MAILROUTE_TLS_RELOAD_INTERVAL", default_value_t = 10)]
     tls_reload_interval: u64,
@@ -319,7 +324,8 @@ fn run(o: Options) -> anyhow::Result<()> {
         }
         let tls = match (o.tls_cert, o.tls_key) {
             (Some(cert), Some(key)) => {
-                let tls = relay::tls::Tls::new(cert, key).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?;
+                let tls = relay::tls::Tls::with_client_ca(cert, key, o.client_ca)
+                    .map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key/--client-ca: {e}"))?;
                 tokio::spawn(tls.clone().watch(Duration::from_secs(o.tls_reload_interval)));
                 Some(tls)
             }

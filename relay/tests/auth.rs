@@ -606,3 +606,113 @@ async fn swaks_authenticates_on_587_and_465() {
         "{text}"
     );
 }
+
+/// A client certificate from the relay's client CA identifies the client
+/// to a grant's `clientCertificate` (subject or DNS name); without one, or
+/// with one from another CA, it is anonymous.
+#[tokio::test]
+async fn a_verified_client_certificate_is_a_principal() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+    let out = Sink::start(SinkBehaviour::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let issue_ca = |name: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        let cert = params.self_signed(&key).unwrap();
+        (cert, Issuer::new(params, key))
+    };
+    let (ca, issuer) = issue_ca("mail clients");
+    let (_, other_issuer) = issue_ca("somebody else");
+    let client = |issuer: &Issuer<'_, KeyPair>| {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["Scanner.Example.com".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Example");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "scanner");
+        let cert = params.signed_by(&key, issuer).unwrap();
+        (
+            cert.der().clone(),
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+    };
+    let server = rcgen::generate_simple_self_signed(vec!["relay.test".into()]).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), server.cert.pem()).unwrap();
+    std::fs::write(
+        dir.path().join("tls.key"),
+        server.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("ca.crt"), ca.pem()).unwrap();
+    let tls = relay::tls::Tls::with_client_ca(
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        Some(dir.path().join("ca.crt")),
+    )
+    .unwrap();
+    let mut o = org(&out);
+    o.grants.push(grant(
+        "by-subject",
+        vec![certificate_subject("CN=scanner, O=Example")],
+        &["partner.net"],
+        &[],
+        None,
+    ));
+    let mut config = config();
+    config.relay_networks = Vec::new();
+    let tables = Arc::new(relay::table::Tables::default());
+    tables.set(table_of(&o));
+    let relay = Relay::start_shared(Shared::build(config, tables, Some(tls), None)).await;
+
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(server.cert.der().clone()).unwrap();
+    let connector = |identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>| {
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone());
+        let config = match identity {
+            Some((cert, key)) => builder.with_client_auth_cert(vec![cert], key).unwrap(),
+            None => builder.with_no_client_auth(),
+        };
+        TlsConnector::from(Arc::new(config))
+    };
+    let rcpt_after_starttls = |connector: TlsConnector| async move {
+        let mut plain = Line(BufReader::new(
+            TcpStream::connect(relay.addr).await.unwrap(),
+        ));
+        plain.reply().await;
+        plain.cmd("EHLO client.test").await;
+        assert!(plain.cmd("STARTTLS").await.starts_with("220"));
+        let name = ServerName::try_from("relay.test").unwrap();
+        let Ok(tls) = connector.connect(name, plain.0.into_inner()).await else {
+            return "handshake refused".to_owned();
+        };
+        let mut c = Line(BufReader::new(tls));
+        c.cmd("EHLO client.test").await;
+        assert!(
+            c.cmd("MAIL FROM:<scans@example.com>")
+                .await
+                .starts_with("250")
+        );
+        c.cmd("RCPT TO:<bob@partner.net>").await
+    };
+    let r = rcpt_after_starttls(connector(Some(client(&issuer)))).await;
+    assert!(r.starts_with("250"), "the subject's grant: {r}");
+    let r = rcpt_after_starttls(connector(None)).await;
+    assert!(r.starts_with("554 5.7.1 "), "no certificate: {r}");
+    // Another CA's certificate: TLS 1.3 finishes the client's side of the
+    // handshake first, so the refusal (bad_certificate / unknown CA) shows
+    // at the first read.
+    let other = tokio::spawn(rcpt_after_starttls(connector(Some(client(&other_issuer))))).await;
+    assert!(
+        other.as_ref().is_err() || other.as_ref().is_ok_and(|r| !r.starts_with("250")),
+        "another CA's certificate: {other:?}"
+    );
+}

@@ -359,6 +359,14 @@ fn an_unauthenticated_client_gets_the_most_specific_network() {
         "certs"
     );
     assert_eq!(
+        rights("192.0.2.1", Some(("cn = app", &[])))
+            .grant()
+            .unwrap()
+            .name,
+        "certs",
+        "subjects compare normalised"
+    );
+    assert_eq!(
         rights("192.0.2.1", Some(("CN=nobody", &[]))),
         Rights::Anonymous
     );

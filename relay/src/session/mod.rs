@@ -57,6 +57,8 @@ struct Session<S> {
     port: Port,
     /// Set by a successful AUTH; until then each MAIL asks the grants.
     authenticated: Option<Authenticated>,
+    /// A verified TLS client certificate: its subject and DNS names.
+    certificate: Option<(String, Vec<String>)>,
     helo: Option<String>,
     esmtp: bool,
     tx: Option<Transaction>,
@@ -102,6 +104,7 @@ pub async fn run_on<S: AsyncRead + AsyncWrite + Unpin>(
         peer,
         port,
         authenticated: None,
+        certificate: None,
         helo: None,
         esmtp: false,
         tx: None,
@@ -385,7 +388,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 table.routing.grants(),
                 &self.shared.config.relay_networks,
                 self.peer,
-                None,
+                self.certificate
+                    .as_ref()
+                    .map(|(subject, names)| (subject.as_str(), names.as_slice())),
             ),
         };
         if let Some(r) = self.sender_refused(&rights, &from.address) {
@@ -524,6 +529,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let handshake = tls.acceptor().accept(plain);
         match tokio::time::timeout(self.shared.config.command_timeout, handshake).await {
             Ok(Ok(stream)) => {
+                self.certificate = crate::tls::client_identity(stream.get_ref().1);
                 *self.io.get_mut() = Io::Tls(Box::new(stream));
                 self.tls_active = true;
                 self.end_transaction().await;
@@ -546,6 +552,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let handshake = tls.acceptor().accept(plain);
         match tokio::time::timeout(self.shared.config.command_timeout, handshake).await {
             Ok(Ok(stream)) => {
+                self.certificate = crate::tls::client_identity(stream.get_ref().1);
                 *self.io.get_mut() = Io::Tls(Box::new(stream));
                 self.tls_active = true;
                 true

@@ -59,9 +59,10 @@ pub fn validate(name: &str, spec: &SendingGrantSpec) -> Result<Grant, String> {
             Who::PasswordSecret(s.name.clone())
         } else if let Some(c) = &p.client_certificate {
             match (&c.subject, &c.dns_name) {
-                (Some(s), None) if !s.trim().is_empty() => {
-                    Who::CertificateSubject(s.trim().to_owned())
-                }
+                (Some(s), None) => Who::CertificateSubject(
+                    super::normalize_subject(s)
+                        .map_err(|e| format!("{at}.clientCertificate.subject: {e}"))?,
+                ),
                 (None, Some(d)) => Who::CertificateDnsName(
                     normalize_domain(d)
                         .map_err(|e| format!("{at}.clientCertificate.dnsName {d:?}: {e}"))?,

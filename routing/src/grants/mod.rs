@@ -93,6 +93,45 @@ impl Who {
     }
 }
 
+/// A certificate subject in the one form grants and certificates are
+/// compared in: its attributes `TYPE=value` (type upper-cased, both sides
+/// trimmed, `+`-joined ones apart), sorted, joined by commas — so
+/// `CN=billing,O=Example` (RFC 4514's order) and `O = Example, CN = billing`
+/// (OpenSSL's) are the same subject. Escaped commas stay in their value.
+pub fn normalize_subject(subject: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut escaped = false;
+    for c in subject.chars() {
+        match c {
+            _ if escaped => {
+                current.push(c);
+                escaped = false;
+            }
+            '\\' => {
+                current.push(c);
+                escaped = true;
+            }
+            ',' | '+' | ';' => parts.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
+    let mut attributes = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some((t, v)) = part.split_once('=') else {
+            return Err(format!("{part:?} is not TYPE=value"));
+        };
+        let (t, v) = (t.trim(), v.trim());
+        if t.is_empty() || v.is_empty() {
+            return Err(format!("{part:?} is not TYPE=value"));
+        }
+        attributes.push(format!("{}={v}", t.to_ascii_uppercase()));
+    }
+    attributes.sort();
+    Ok(attributes.join(","))
+}
+
 /// An envelope sender or header `From` a grant allows.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SenderRule {
@@ -273,7 +312,9 @@ impl Grants {
     /// The grant of a verified client certificate: its subject first, then
     /// its DNS names in the order given.
     pub fn for_certificate(&self, subject: &str, dns_names: &[String]) -> Option<&Arc<Grant>> {
-        self.find(&Who::CertificateSubject(subject.to_owned()))
+        normalize_subject(subject)
+            .ok()
+            .and_then(|s| self.find(&Who::CertificateSubject(s)))
             .or_else(|| {
                 dns_names.iter().find_map(|d| {
                     let d = crate::address::normalize_domain(d).ok()?;
@@ -519,6 +560,28 @@ impl Rights {
                 grant, rate_key, ..
             } => grant.messages_per_minute.map(|n| (rate_key.as_str(), n)),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalize_subject;
+
+    #[test]
+    fn subjects_compare_whatever_the_order_and_spacing() {
+        let a = normalize_subject("CN=billing,O=Example,C=DE").unwrap();
+        assert_eq!(a, "C=DE,CN=billing,O=Example");
+        assert_eq!(
+            normalize_subject("C = DE, O = Example, cn = billing").unwrap(),
+            a
+        );
+        assert_eq!(
+            normalize_subject(r"CN=Doe\, Jane+UID=7").unwrap(),
+            r"CN=Doe\, Jane,UID=7"
+        );
+        for bad in ["", "CN", "=x", "CN=", "CN=a,,O=b"] {
+            assert!(normalize_subject(bad).is_err(), "{bad}");
         }
     }
 }
