@@ -6,7 +6,8 @@
 #   password  port 587, AUTH PLAIN as a password user of a SendingGrant
 #   token     port 587, AUTH PLAIN with a ServiceAccount token, checked by
 #             TokenReview against the API server KUBECONFIG names (only
-#             when one answers: ../shared/kube/up.sh api gives one)
+#             when one answers: ../shared/kube/up.sh api gives one); then
+#             a token for another audience must get 535
 # Medians of REPS; for the token mode, the TokenReviews the relay made
 # (mailroute_relay_token_reviews_total: one per token per cache lifetime).
 #
@@ -104,4 +105,13 @@ done
 if [ -n "$token" ]; then
   reviews=$(curl -fs "127.0.0.1:$METRICS/metrics" | awk '/^mailroute_relay_token_reviews_total/ {print $2}')
   echo "token reviews: $reviews for $((REPS * MSGS)) token logins (one token, cache lifetime 60 s)"
+  # And what must not log in: a token of the same ServiceAccount for
+  # another audience (the API server's, say) is refused.
+  other=$(kubectl -n "$ns" create token app --audience other --duration 1h)
+  if "$TARGET/release/examples/submit_bench" "127.0.0.1:$SUBMISSION" 1 1 app "$other" 2>"$WORK/other.log"; then
+    echo "a token for another audience logged in" >&2
+    exit 1
+  fi
+  grep -q "535 5.7.8" "$WORK/other.log" || { cat "$WORK/other.log" >&2; exit 1; }
+  echo "a token for another audience: 535 5.7.8"
 fi
