@@ -80,12 +80,7 @@ impl Transaction {
     }
 
     /// The reply for one RCPT, and the reason for metrics.
-    pub async fn rcpt(
-        &mut self,
-        shared: &Shared,
-        to: RcptTo<String>,
-        rights: &Rights,
-    ) -> (Reply, &'static str) {
+    pub async fn rcpt(&mut self, shared: &Shared, to: RcptTo<String>) -> (Reply, &'static str) {
         let config = &shared.config;
         if self.recipients.len() >= config.max_recipients {
             return (
@@ -93,12 +88,13 @@ impl Transaction {
                 "TooManyRecipients",
             );
         }
-        if let Err(r) =
-            rights.check_recipient_count(self.recipients.len() + 1, config.max_recipients)
+        if let Err(r) = self
+            .rights
+            .check_recipient_count(self.recipients.len() + 1, config.max_recipients)
         {
             return (reply(r.code(), r.enhanced(), r.text()), r.as_str());
         }
-        let may_relay = rights.may_relay_to_recipient(&to.address);
+        let may_relay = self.rights.may_relay_to_recipient(&to.address);
         let (recipient, connector) = match self.table.routing.resolve(&to.address, may_relay) {
             Decision::Reply(r) => return (from_routing(&r), r.reason.as_str()),
             Decision::Forward {

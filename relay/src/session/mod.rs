@@ -312,10 +312,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             Request::Rcpt { to } => {
                 let (r, reason) = match self.tx.as_mut() {
-                    Some(tx) => {
-                        let rights = tx.rights.clone();
-                        tx.rcpt(&self.shared, to, &rights).await
-                    }
+                    Some(tx) => tx.rcpt(&self.shared, to).await,
                     None => (reply(503, "5.5.1", "Need MAIL before RCPT"), "BadSequence"),
                 };
                 let decision = match r.code {
