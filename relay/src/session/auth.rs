@@ -100,16 +100,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     return self.error();
                 }
                 Step::Done(credentials) => {
-                    exchange = None;
-                    let _ = &exchange;
-                    let grants = match self.shared.tables.current() {
-                        Some(t) => t.routing.grants().clone(),
-                        None => Default::default(),
-                    };
+                    // The grants of the table in force now (none before one
+                    // is loaded: nobody can log in then).
+                    let table = self.shared.tables.current();
+                    let none = routing::grants::Grants::default();
+                    let grants = table.as_ref().map_or(&none, |t| t.routing.grants());
                     let outcome = self
                         .shared
                         .identity
-                        .authenticate(&credentials, &grants)
+                        .authenticate(&credentials, grants)
                         .await;
                     return self
                         .authenticated(mechanism, &credentials.user, outcome)
