@@ -49,6 +49,7 @@ optional=()
 command -v smtp-source >/dev/null || optional+=(postfix)
 command -v swaks >/dev/null || optional+=(swaks libnet-ssleay-perl)
 perl -MIO::Socket::SSL -e 1 2>/dev/null || optional+=(libio-socket-ssl-perl)
+compgen -G '/usr/lib/*/sasl2/libplain.so' >/dev/null || optional+=(libsasl2-modules)
 command -v javac >/dev/null || optional+=(default-jdk-headless)
 [ -f /usr/share/java/jakarta-mail.jar ] || optional+=(libjakarta-mail-java)
 if [ ${#optional[@]} -gt 0 ] && can_install; then

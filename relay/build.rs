@@ -79,7 +79,14 @@ fn main() {
         .args(["-MIO::Socket::SSL", "-e", "1"])
         .status()
         .is_ok_and(|s| s.success());
-    let checks: [(&str, bool, &str); 6] = [
+    // Postfix's SMTP client logs in with Cyrus SASL's plugins.
+    let sasl_plugins = [
+        "/usr/lib/x86_64-linux-gnu/sasl2",
+        "/usr/lib/aarch64-linux-gnu/sasl2",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join("libplain.so").is_file());
+    let checks: [(&str, bool, &str); 7] = [
         (
             "has_postfix_tools",
             has(&["smtp-source", "smtp-sink"]),
@@ -95,6 +102,11 @@ fn main() {
             "has_postfix_instance",
             has(&["postfix", "postmap"]) && is_root(),
             "a private Postfix: apt-get install postfix, and root",
+        ),
+        (
+            "has_postfix_sasl",
+            has(&["postfix", "postmap"]) && is_root() && sasl_plugins,
+            "a private Postfix with SASL: apt-get install postfix libsasl2-modules, and root",
         ),
         (
             "has_exim",

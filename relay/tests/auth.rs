@@ -716,3 +716,67 @@ async fn a_verified_client_certificate_is_a_principal() {
         "another CA's certificate: {other:?}"
     );
 }
+
+/// Postfix as an AUTH client: a Postfix whose relayhost is the relay's
+/// submission port, with SASL (Cyrus's PLAIN/LOGIN plugins) and TLS
+/// required, delivers as the grant's password user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_postfix_sasl),
+    ignore = "needs a private Postfix with SASL: apt-get install postfix libsasl2-modules, and root"
+)]
+async fn postfix_logs_in_on_587_and_relays_as_its_granted_sender() {
+    use testkit::mta::{Postfix, SMTP_CLIENT};
+    let out = Sink::start(SinkBehaviour::default()).await;
+    let s = start(&out, None, |_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let relayhost = format!("[127.0.0.1]:{}", s.submission.port());
+    let postfix = Postfix::configure(
+        dir.path(),
+        free_port(),
+        &format!(
+            "myhostname = postfix.test\n\
+             mynetworks = 127.0.0.0/8\n\
+             relayhost = {relayhost}\n\
+             smtp_sasl_auth_enable = yes\n\
+             smtp_sasl_password_maps = hash:{}/conf/sasl_passwd\n\
+             smtp_sasl_security_options = noanonymous\n\
+             smtp_sasl_tls_security_options = noanonymous\n\
+             smtp_tls_security_level = encrypt\n",
+            dir.path().display()
+        ),
+        // TLS in Postfix's SMTP client needs its TLS manager.
+        &format!("{SMTP_CLIENT}tlsmgr unix - - n 1000? 1 tlsmgr\n"),
+    );
+    postfix.map(
+        "sasl_passwd",
+        &[format!("{relayhost} alice:{ALICE_PASSWORD}")],
+    );
+    postfix.start();
+    let mut c = Client::connect(([127, 0, 0, 1], postfix.port).into()).await;
+    assert_eq!(code(&c.cmd("EHLO client.test").await), "250");
+    c.envelope_again("app@example.com", &["bob@partner.net"])
+        .await;
+    let done = c
+        .data("From: app@example.com\r\nSubject: via postfix\r\n\r\nHello.\r\n")
+        .await;
+    assert_eq!(code(&done), "250", "{done}");
+    let start = std::time::Instant::now();
+    while out.messages().is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing arrived; Postfix's log:\n{}",
+            postfix.maillog()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let got = out.messages();
+    assert_eq!(got[0].rcpt_to, ["bob@partner.net"]);
+    let data = String::from_utf8_lossy(&got[0].data);
+    assert!(data.contains("with ESMTPSA"), "{data}");
+    assert!(
+        postfix.maillog().contains("status=sent"),
+        "{}",
+        postfix.maillog()
+    );
+}
