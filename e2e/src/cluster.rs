@@ -407,6 +407,35 @@ pub async fn settle(release: &Release) {
     }
 }
 
+/// Waits until mail for both sinks goes through the relay's NodePort ten
+/// times in a row for each. A sink's Service is new in every test: until
+/// the cluster's DNS and kube-proxy know it, a relay pod answers 451 (a
+/// correct, temporary refusal) — setup, not what a load test measures.
+/// The NodePort picks a relay pod per connection, so twenty in a row
+/// reach every one of two pods but for a chance of 2^-19.
+pub async fn wait_until_routed(relay: SocketAddr) {
+    let relay = relay.to_string();
+    let start = Instant::now();
+    let mut in_a_row = 0;
+    let mut n = 0;
+    while in_a_row < 20 {
+        n += 1;
+        let to = ["ann@example.test", "bob@example.test"][n % 2];
+        let subject = format!("warm-up-{n}");
+        match crate::send(&relay, "sender@example.org", to, &subject).await {
+            Ok((_, Some(done))) if done.starts_with("250") => in_a_row += 1,
+            other => {
+                in_a_row = 0;
+                assert!(
+                    start.elapsed() < Duration::from_secs(90),
+                    "mail for the sinks never went through the relay: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
 /// Removes the first rule naming `resource` from a Role or ClusterRole, as
 /// someone editing RBAC by hand would ([`Release::reapply_chart`] puts it
 /// back).

@@ -178,6 +178,7 @@ async fn a_contact_moved_to_another_next_hop_under_load_never_splits_a_message()
         .unwrap();
     settle(&release).await;
     let relay = release.relay_node_port().await;
+    wait_until_routed(relay).await;
     let load = Load::start(
         relay,
         4,

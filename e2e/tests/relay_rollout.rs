@@ -126,6 +126,7 @@ async fn a_rolling_update_under_load_loses_nothing_and_refuses_no_connection() {
     let release = Release::from_env().await;
     let sinks = sinks_and_routing(&release).await;
     let relay = release.relay_node_port().await;
+    wait_until_routed(relay).await;
     let before: Vec<String> = release
         .relay_pods()
         .await
@@ -183,6 +184,7 @@ async fn scaling_two_four_two_under_load_loses_nothing_and_new_pods_serve_the_cu
     let release = Release::from_env().await;
     let sinks = sinks_and_routing(&release).await;
     let relay = release.relay_node_port().await;
+    wait_until_routed(relay).await;
     let version = published_version(&release).await;
     let deploy = format!("deploy/{}", release.relay);
 
