@@ -26,7 +26,7 @@ if [ -n "$(kubectl get pods -A -l app.kubernetes.io/name=mailroute,app.kubernete
   exit 2
 fi
 ns=mailroute-memory-bench
-WORK=$(mktemp -d /tmp/mailroute-memory.XXXXXX)
+WORK=$(mktemp -d -t mailroute-memory.XXXXXX)
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null
@@ -38,14 +38,15 @@ trap cleanup EXIT
 echo "== building (release)"
 cargo build --release --locked -q -p relay -p operator
 cargo build --release --locked -q -p routing --example scale
+release=$(tools/target-dir)/release
 
 echo "== two tables of $CONTACTS contacts, one contact apart"
-./target/release/examples/scale "$CONTACTS" --yaml "$WORK/a" >/dev/null
+"$release/examples/scale" "$CONTACTS" --yaml "$WORK/a" >/dev/null
 mkdir "$WORK/b"
 # The first contact's target, moved.
 sed '0,/targetAddress: "/s//targetAddress: "moved-/' "$WORK/a/organisation.yaml" >"$WORK/b/organisation.yaml"
 for t in a b; do
-  ./target/release/mailroute compile -f "$WORK/$t" -o "$WORK/table-$t" >/dev/null
+  "$release/mailroute" compile -f "$WORK/$t" -o "$WORK/table-$t" >/dev/null
 done
 
 # The ConfigMaps as the operator lays them out (routing/src/table/configmaps.rs).
@@ -66,7 +67,7 @@ apply() {
 kubectl create namespace "$ns" >/dev/null
 publish "$WORK/table-a"
 
-./target/release/mailroute-relay --configmap mailroute-table --namespace "$ns" \
+"$release/mailroute-relay" --configmap mailroute-table --namespace "$ns" \
   --listen 127.0.0.1:22531 --metrics-listen 127.0.0.1:22532 --hostname memory.bench.test \
   >"$WORK/relay.log" 2>&1 &
 pid=$!

@@ -31,8 +31,8 @@ import socket
 ss = [socket.socket() for _ in range(5)]
 for s in ss: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in ss])')
-TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
-WORK=$(mktemp -d /tmp/mailroute-bench.XXXXXX)
+TARGET=$(tools/target-dir)
+WORK=$(mktemp -d -t mailroute-bench.XXXXXX)
 chmod 755 "$WORK"
 for tool in smtp-source smtp-sink postfix postmap python3; do
   command -v "$tool" >/dev/null || { echo "bench/relay.sh needs $tool (apt-get install postfix python3)" >&2; exit 2; }

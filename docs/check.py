@@ -28,8 +28,25 @@ that order. In both, `…` stands for any text within a line.
 Blocks of one file run in order (a later block may use an earlier one's
 files), each in its own bash with `set -euo pipefail`, in its own process
 group, which is killed when the block ends (so `cmd &` is fine). PATH starts
-with target/debug, so the documented binaries are the ones just built, and
-target/chart-tools/bin (the `helm` charts/test.sh fetched).
+with cargo's debug directory (tools/target-dir), so the documented binaries
+are the ones just built, and chart-tools/bin beside it (the `helm`
+charts/test.sh fetched).
+
+The docs use the fixed places a reader would: `/tmp/...` files and the
+ports 2525, 9090, 18080 and 2601+ on 127.0.0.1 (2526, 9091 and 2701+ where
+they show how to choose others). So that two checkouts can
+run this at once and nothing is left behind, the plain and smoke blocks run
+with `/tmp/` standing for a directory of this run's own (also TMPDIR, removed
+at the end) and those ports for free ones (`127.0.0.1:2525` and
+`127.0.0.1/2525`, and the demo's PORT, METRICS_PORT and SINK_PORT); what a
+block prints is mapped back before it is compared with the docs.
+
+Besides running commands it checks what the docs point at: every relative
+link resolves (its file, and its #anchor to a heading there), every
+`path/in/the/repo` in inline code exists, no file cites the DESIGN.md that
+is not in the repository, and every list of the `mailroute` commands (a
+`mailroute a | b` line, a run of four or more of them in backticks, the
+synopsis in docs/cli.md) names exactly the commands `mailroute --help` has.
 `--no-run` leaves out the plain blocks (for a run of only smoke or cluster
 blocks).
 """
@@ -37,9 +54,12 @@ blocks).
 import os
 import pathlib
 import re
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -89,13 +109,77 @@ def matches(shown, actual, excerpt):
     return all(any(p.match(g) for g in it) for p in want)
 
 
-def run(block, env, timeout):
+def target_dir():
+    """Cargo's target directory (tools/target-dir): ./target or elsewhere."""
+    out = subprocess.run([REPO / "tools/target-dir"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+# The ports the docs show, and the demo's first sink ports (it takes up to
+# SINKS consecutive ones).
+DOC_PORTS = (2525, 2526, 9090, 9091, 18080)
+SINK_PORTS, SINKS = (2601, 2701), 8
+
+
+def free_port(base=0):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", base))
+        return s.getsockname()[1]
+
+
+class Sandbox:
+    """This run's stand-ins for the docs' `/tmp/` and ports."""
+
+    def __init__(self):
+        self.work = tempfile.mkdtemp(prefix="mailroute-docs-")
+        self.ports = {p: free_port() for p in DOC_PORTS}
+        for first in SINK_PORTS:
+            base = self.consecutive_free(SINKS)
+            self.ports.update({first + i: base + i for i in range(SINKS)})
+        self.back = {v: k for k, v in self.ports.items()}
+
+    @staticmethod
+    def consecutive_free(n):
+        for _ in range(200):
+            base = free_port()
+            if base + n >= 65536:
+                continue
+            try:
+                for i in range(1, n):
+                    free_port(base + i)
+                return base
+            except OSError:
+                continue
+        raise SystemExit("docs/check.py: no range of free ports for the demo's sinks")
+
+    def env(self, env):
+        return dict(env, TMPDIR=self.work, PORT=str(self.ports[2525]),
+                    METRICS_PORT=str(self.ports[9090]), SINK_PORT=str(self.ports[SINK_PORTS[0]]))
+
+    @staticmethod
+    def ports_in(text, mapping):
+        return re.sub(r"\b127\.0\.0\.1([:/])(\d+)\b",
+                      lambda m: f"127.0.0.1{m.group(1)}{mapping.get(int(m.group(2)), m.group(2))}",
+                      text)
+
+    def into(self, text):
+        text = re.sub(r"\b((?:METRICS_|SINK_)?PORT)=(\d+)\b",
+                      lambda m: f"{m.group(1)}={self.ports.get(int(m.group(2)), m.group(2))}", text)
+        return self.ports_in(text.replace("/tmp/", self.work + "/"), self.ports)
+
+    def back_from(self, text):
+        return self.ports_in(text.replace(self.work + "/", "/tmp/"), self.back)
+
+    def close(self):
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+def run(block, env, timeout, text=None):
     """Runs a block's commands; (exit code, stdout, stderr). Output goes to
     files, not pipes: a process the block leaves in the background keeps
     them open, and the block is over when its bash is."""
-    import tempfile
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", block.text], cwd=REPO, env=env,
+        proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", text or block.text], cwd=REPO, env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                 start_new_session=True)
         try:
@@ -115,7 +199,6 @@ def run(block, env, timeout):
 
 def check_yaml(block, env):
     """A ```yaml check``` block: `mailroute check` finds every object Ready."""
-    import tempfile
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         f.write(block.text)
         f.flush()
@@ -130,15 +213,143 @@ def ci_lines():
     return {l.strip() for l in (REPO / ".ci/run").read_text().splitlines()}
 
 
+def slug(heading):
+    """A heading's anchor, as GitHub makes it."""
+    text = re.sub(r"\[([^]]*)\]\([^)]*\)", r"\1", heading.strip().lower())
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(path):
+    seen, out = {}, set()
+    for b_line in outside_fences(path):
+        m = re.match(r"^#+\s+(.*)$", b_line)
+        if m:
+            s = slug(m.group(1))
+            n = seen.get(s, 0)
+            out.add(s if n == 0 else f"{s}-{n}")
+            seen[s] = n + 1
+    return out
+
+
+def outside_fences(path):
+    """The lines of a Markdown file that are not in fenced blocks."""
+    fence = None
+    for line in path.read_text().splitlines():
+        m = re.match(r"^\s*(```+)", line)
+        if m and (fence is None or m.group(1).startswith(fence)):
+            fence = m.group(1) if fence is None else None
+            continue
+        if fence is None:
+            yield line
+
+
+def tracked():
+    out = subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def repo_path_exists(path):
+    """A path as the docs write it: from the top, or from a crate's
+    directory (`examples/sink.rs` beside the relay's table row, the example
+    `examples/scale`), or one git ignores because the tools make it
+    (`fuzz/corpus/`)."""
+    crates = [d for d in REPO.iterdir() if (d / "Cargo.toml").is_file()]
+    candidates = [REPO / path] + [c / path for c in crates] + [c / (path + ".rs") for c in crates]
+    if any(c.exists() for c in candidates):
+        return True
+    return subprocess.run(["git", "-C", str(REPO), "check-ignore", "-q", path]).returncode == 0
+
+
+def references(files):
+    """Every relative link and every repository path in inline code
+    resolves; nothing cites the DESIGN.md outside the repository."""
+    failures = []
+    top = {f.split("/")[0] for f in tracked() if "/" in f}
+    for f in files:
+        where = f.relative_to(REPO)
+        for n, line in enumerate(outside_fences(f), 1):
+            for target in re.findall(r"\]\(([^)\s]+)\)", line):
+                if re.match(r"^[a-z]+:", target) or target.startswith("#") and not target[1:]:
+                    continue
+                file, _, anchor = target.partition("#")
+                dest = (f.parent / file).resolve() if file else f
+                if not dest.exists():
+                    failures.append(f"{where}: a link to {target}: no such file")
+                elif anchor and dest.suffix == ".md" and anchor not in anchors(dest):
+                    failures.append(f"{where}: a link to {target}: no such heading in {dest.relative_to(REPO)}")
+            for code in re.findall(r"`([^`\s]+)`", line):
+                first = code.split("/")[0]
+                if "/" in code and first in top and not re.search(r"[*$<>{}…]", code) \
+                        and not repo_path_exists(code.split(":")[0]):
+                    failures.append(f"{where}: `{code}`: no such file in the repository")
+    for name in tracked():
+        path = REPO / name
+        if path.suffix in (".md", ".rs", ".yaml", ".sh", ".py", ".toml") and path.is_file() \
+                and "DESIGN.md" in path.read_text(errors="replace") and name != "docs/check.py":
+            failures.append(f"{name}: cites DESIGN.md, which is not in the repository (docs/design.md is)")
+    return failures
+
+
+def command_lists(files, env):
+    """Every list of the `mailroute` commands names all of them."""
+    help_text = subprocess.run(["mailroute", "--help"], env=env, capture_output=True, text=True,
+                               check=True).stdout
+    section = help_text.split("Commands:", 1)[1].split("Options:", 1)[0]
+    commands = {m.group(1) for m in re.finditer(r"^  (\w[\w-]*)", section, re.M)} - {"help"}
+    failures = []
+
+    def compare(where, listed):
+        listed = set(listed)
+        if listed != commands:
+            missing, extra = sorted(commands - listed), sorted(listed - commands)
+            failures.append(f"{where}: lists the mailroute commands without {missing or '-'}"
+                            f"{f', with {extra} that it has not' if extra else ''} (mailroute --help)")
+
+    for f in files:
+        where = f.relative_to(REPO)
+        text = "\n".join(outside_fences(f))
+        for m in re.finditer(r"`mailroute ((?:[\w-]+ \| )+[\w-]+)`", text):
+            compare(where, m.group(1).split(" | "))
+        for m in re.finditer(r"`([\w-]+)`(?:(?:,\s+|,?\s+and\s+|\s+or\s+)`([\w-]+)`)+", text):
+            words = re.findall(r"`([\w-]+)`", m.group(0))
+            if len(words) >= 4 and sum(w in commands for w in words) >= 3:
+                compare(where, words)
+    cli = REPO / "docs/cli.md"
+    synopsis = next(b for b in blocks(cli) if b.lang == "text")
+    compare(f"{synopsis.where} (the synopsis)",
+            re.findall(r"^mailroute ([\w-]+)", synopsis.text, re.M))
+    return failures
+
+
 def main(argv):
     modes = ({"run"} - ({"run"} if "--no-run" in argv else set())) | \
         {a[2:] for a in argv if a in ("--smoke", "--cluster")}
     files = [REPO / a for a in argv if not a.startswith("--")] or sorted(
         p for pattern in DOCS for p in REPO.glob(pattern))
     env = dict(os.environ)
-    env["PATH"] = f"{REPO}/target/debug:{REPO}/target/chart-tools/bin:{env['PATH']}"
+    target = target_dir()
+    env["PATH"] = f"{target}/debug:{target}/chart-tools/bin:{env['PATH']}"
     ci = ci_lines()
     failures, manual, ran, skipped = [], [], 0, 0
+    if "run" in modes:
+        failures += references(files) + command_lists(files, env)
+    sandbox = Sandbox()
+    try:
+        ran, skipped, manual = run_blocks(files, modes, env, sandbox, ci, failures)
+    finally:
+        sandbox.close()
+    for m in manual:
+        print(f"not run here: {m}")
+    for f in failures:
+        print(f"FAIL {f}", file=sys.stderr)
+    print(f"docs check: {ran} block(s) run, {skipped} left for other modes, "
+          f"{len(manual)} manual, {len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+def run_blocks(files, modes, env, sandbox, ci, failures):
+    """Runs the blocks of `files` the modes ask for; (run, skipped, manual)."""
+    manual, ran, skipped = [], 0, 0
     for f in files:
         bs = blocks(f)
         for i, b in enumerate(bs):
@@ -172,8 +383,13 @@ def main(argv):
                 skipped += 1
                 continue
             block_env = dict(env, MAILROUTE_SMOKE="1") if mark == "smoke" else env
+            text = b.text
+            if mark in ("run", "smoke"):  # the cluster's are its own
+                block_env, text = sandbox.env(block_env), sandbox.into(text)
             started = time.monotonic()
-            code, out, err = run(b, block_env, TIMEOUT[mark])
+            code, out, err = run(b, block_env, TIMEOUT[mark], text)
+            if mark in ("run", "smoke"):
+                out, err = sandbox.back_from(out), sandbox.back_from(err)
             ran += 1
             took = time.monotonic() - started
             print(f"{'ok  ' if code == expected else 'FAIL'} {b.where} ({mark}, {took:.1f} s)", flush=True)
@@ -186,13 +402,7 @@ def main(argv):
                 if not matches(shown.text, out, shown.words[0] == "excerpt"):
                     failures.append(f"{shown.where}: the {shown.words[0]} shown differs from what "
                                     f"{b.where} printed:\n{out}")
-    for m in manual:
-        print(f"not run here: {m}")
-    for f in failures:
-        print(f"FAIL {f}", file=sys.stderr)
-    print(f"docs check: {ran} block(s) run, {skipped} left for other modes, "
-          f"{len(manual)} manual, {len(failures)} failure(s)")
-    return 1 if failures else 0
+    return ran, skipped, manual
 
 
 if __name__ == "__main__":

@@ -26,12 +26,13 @@ ns=mailroute
 release=mailroute
 tag=${E2E_TAG:-e2e}
 self_names="relay.e2e.invalid,mailroute-relay.mail.svc.cluster.local"
-logs=target/e2e-logs
-export E2E_FIGURES=${E2E_FIGURES:-$PWD/target/e2e-figures.txt}
+target=$(tools/target-dir)
+logs=$target/e2e-logs
+export E2E_FIGURES=${E2E_FIGURES:-$target/e2e-figures.txt}
 : "${IMAGE_LOAD:?set IMAGE_LOAD to the command that loads images into the cluster (see e2e/cluster.sh)}"
 if [ -z "${HELM:-}" ]; then
-  [ -x target/chart-tools/helm4 ] || charts/test.sh >/dev/null
-  HELM=$PWD/target/chart-tools/helm4
+  [ -x "$target/chart-tools/helm4" ] || charts/test.sh >/dev/null
+  HELM=$target/chart-tools/helm4
 fi
 started=$SECONDS
 step() { echo "== $* ($((SECONDS - started)) s)"; }

@@ -38,7 +38,7 @@ fi
 
 echo "== building"
 cargo build --release --locked -p operator --bin mailroute -p relay --bin mailroute-relay --example sink
-target=target/release
+target=$(tools/target-dir)/release
 
 echo "== installing the CRDs"
 kubectl apply --server-side -f crds/mailroute.io.yaml
@@ -46,7 +46,8 @@ kubectl wait --for=condition=Established --timeout=60s \
   crd/addressspaces.mailroute.io crd/recipientpolicies.mailroute.io \
   crd/mailcontacts.mailroute.io crd/smtpconnectors.mailroute.io
 
-log=$(mktemp -t mailroute-operator.XXXXXX.log)
+mkdir -p "$(dirname "$target")/e2e-logs"
+log=$(dirname "$target")/e2e-logs/operator-local.log
 self_names="relay.e2e.invalid,mailroute-relay.mail.svc.cluster.local"
 echo "== starting the operator (log: $log)"
 MAILROUTE_LOG=info "$target/mailroute" operator \
@@ -69,7 +70,7 @@ done
 echo "== running the suite"
 status=0
 MAILROUTE_E2E=local E2E_SELF="$self_names" \
-  E2E_RELAY="$PWD/$target/mailroute-relay" E2E_SINK="$PWD/$target/examples/sink" \
+  E2E_RELAY="$target/mailroute-relay" E2E_SINK="$target/examples/sink" \
   cargo test --locked -p e2e -- --test-threads=1 --nocapture || status=$?
 if [ "$status" -ne 0 ]; then
   echo "== the suite failed; the operator's log:"

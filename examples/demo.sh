@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 SCENARIO=${1:-examples/1-alias-table.yaml}
 KEEP=${KEEP:-0} PORT=${PORT:-2525} METRICS_PORT=${METRICS_PORT:-9090} SINK_PORT=${SINK_PORT:-2601}
 [ -f "$SCENARIO" ] || { echo "demo: no such file: $SCENARIO" >&2; exit 2; }
-WORK=$(mktemp -d /tmp/mailroute-demo.XXXXXX)
+WORK=$(mktemp -d -t mailroute-demo.XXXXXX)
 pids=()
 stop() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -50,6 +50,7 @@ ready() { # the relay's /readyz answers 200
 
 echo "== building mailroute-relay, the demo's sink and sender (release; the first build takes about 5 minutes on 2 cores)"
 cargo build --release --locked -p relay --bin mailroute-relay --example sink --example demo_send
+release=$(tools/target-dir)/release
 
 echo "== one local sink per smart host of $SCENARIO (each offers STARTTLS with a throw-away certificate)"
 text=$(<"$SCENARIO")
@@ -59,7 +60,7 @@ while read -r quoted; do
   [ -n "$quoted" ] || continue
   host=${quoted:1:${#quoted}-2}
   text=${text//"$quoted"/"\"[127.0.0.1]:$port\""}
-  ./target/release/examples/sink "$host" "127.0.0.1:$port" >"$WORK/sink-$port.log" 2>&1 &
+  "$release/examples/sink" "$host" "127.0.0.1:$port" >"$WORK/sink-$port.log" 2>&1 &
   pids+=($!)
   up $! "$WORK/sink-$port.log" "the sink for $host on 127.0.0.1:$port" grep -q listening "$WORK/sink-$port.log"
   echo "  $host -> 127.0.0.1:$port"
@@ -69,13 +70,13 @@ done < <(grep -o "[\"'][[][^]\"']*[]]\(:[0-9]*\)\?[\"']" "$SCENARIO" | sort -u)
 printf '%s\n' "$text" >"$WORK/scenario.yaml"
 
 echo "== mailroute-relay --listen 127.0.0.1:$PORT --metrics-listen 127.0.0.1:$METRICS_PORT --hostname relay.demo --manifests <the scenario, smart hosts replaced>"
-./target/release/mailroute-relay --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
+"$release/mailroute-relay" --listen "127.0.0.1:$PORT" --metrics-listen "127.0.0.1:$METRICS_PORT" \
   --hostname relay.demo --manifests "$WORK/scenario.yaml" >"$WORK/relay.log" 2>&1 &
 pids+=($!)
 up $! "$WORK/relay.log" mailroute-relay ready
 
 echo "== sending"
-./target/release/examples/demo_send "127.0.0.1:$PORT" "$SCENARIO" | tee "$WORK/sent"
+"$release/examples/demo_send" "127.0.0.1:$PORT" "$SCENARIO" | tee "$WORK/sent"
 accepted=$(grep -c ': accepted$' "$WORK/sent" || true)
 
 echo "== where each message went"

@@ -14,7 +14,7 @@
 # (it only downloads .deb files; nothing is installed) and docker.
 set -euo pipefail
 tag=mailroute-base:bookworm stage=mailroute-stage:bookworm
-work=$(mktemp -d /tmp/mailroute-base.XXXXXX)
+work=$(mktemp -d -t mailroute-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 root="$work/root"
 mkdir -p "$work/debs" "$root"/{etc/ssl/certs,tmp,home/nonroot,root}

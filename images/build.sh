@@ -39,9 +39,12 @@ if ! docker image inspect "$runtime" "$stage" >/dev/null 2>&1; then
 fi
 echo "== cargo build --release (mailroute, mailroute-relay, sink)"
 cargo build --release --locked -p operator --bin mailroute -p relay --bin mailroute-relay --example sink
+# Staged in ./target/image-bin, inside the build context, wherever cargo
+# builds (tools/target-dir).
+release=$(tools/target-dir)/release
 mkdir -p target/image-bin
 for bin in mailroute mailroute-relay examples/sink; do
-  objcopy --strip-debug "target/release/$bin" "target/image-bin/$(basename "$bin")"
+  objcopy --strip-debug "$release/$bin" "target/image-bin/$(basename "$bin")"
 done
 # The classic builder (DOCKER_BUILDKIT=0) unless told otherwise: Debian's
 # docker.io has no buildx, and the Dockerfile needs no BuildKit.

@@ -7,11 +7,14 @@ mod locate;
 mod reader;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use locate::Segment;
 use routing::Objects;
 use routing::crd::Kind;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// One problem with the input itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +72,53 @@ pub struct Manifests {
     pub skipped: Vec<String>,
     /// The paths given, for messages.
     pub paths: Vec<PathBuf>,
+    /// Where each object was defined.
+    pub sources: Sources,
+}
+
+/// Where each object was defined, by (namespace, kind, name): so that a
+/// problem found later, when the objects are compiled, can name its file and
+/// line as the reader's own errors do.
+#[derive(Default)]
+pub struct Sources(HashMap<(String, Kind, String), Source>);
+
+/// One object's document: its file, the file's text, and where the object
+/// is in it.
+pub(crate) struct Source {
+    pub(crate) file: Arc<Path>,
+    pub(crate) text: Arc<str>,
+    pub(crate) doc_line: usize,
+    pub(crate) doc: Range<usize>,
+    /// The object's path inside its document (`items[3]` in a List).
+    pub(crate) at: Vec<Segment>,
+}
+
+impl Source {
+    /// `file:line` of a field of the object (of its nearest parent there).
+    pub(crate) fn locate(&self, field: &[Segment]) -> String {
+        let doc = reader::Doc {
+            file: &self.file,
+            line: self.doc_line,
+            text: &self.text[self.doc.clone()],
+        };
+        let line = doc.line_of(&[self.at.as_slice(), field].concat());
+        format!("{}:{line}", self.file.display())
+    }
+}
+
+impl Sources {
+    /// `file:line` of the field a compile problem's message starts with
+    /// (`spec.proxyAddresses[1] "…": …`), or of the object when it starts
+    /// with none. Objects that name no namespace are looked up too, as
+    /// `--namespace` puts them in the one chosen.
+    pub fn locate(&self, ns: &str, kind: Kind, name: &str, message: &str) -> Option<String> {
+        let source = [ns, ""]
+            .iter()
+            .find_map(|n| self.0.get(&(n.to_string(), kind, name.to_owned())))?;
+        let field = Segment::parse_leading(message)
+            .unwrap_or_else(|| vec![Segment::key("metadata"), Segment::key("name")]);
+        Some(source.locate(&field))
+    }
 }
 
 impl Manifests {

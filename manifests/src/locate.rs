@@ -60,6 +60,24 @@ impl Segment {
             .collect()
     }
 
+    /// The field path a message starts with (`spec.addressSpaces[1].cost
+    /// "x": …`), if it starts with one under `spec`.
+    pub(crate) fn parse_leading(message: &str) -> Option<Vec<Segment>> {
+        let word = message.split([' ', ':']).next()?;
+        if !word.starts_with("spec") {
+            return None;
+        }
+        let mut out = Vec::new();
+        for part in word.split('.') {
+            let mut pieces = part.split('[');
+            out.push(Segment::key(pieces.next()?));
+            for index in pieces {
+                out.push(Segment::Index(index.strip_suffix(']')?.parse().ok()?));
+            }
+        }
+        Some(out)
+    }
+
     /// `spec.addressSpaces[1].cost`, as kubectl names fields.
     pub(crate) fn display(path: &[Segment]) -> String {
         let mut out = String::new();
@@ -183,6 +201,21 @@ mod tests {
             Some("proxyAddresses")
         );
         assert_eq!(s(Kind::AddressSpace, &["spec", "colour"]), None);
+    }
+
+    #[test]
+    fn the_field_a_message_starts_with() {
+        assert_eq!(
+            Segment::parse_leading("spec.addressSpaces[1].domain \"x.\": trailing dot"),
+            Some(path(&["spec", "addressSpaces", "1", "domain"]))
+        );
+        assert_eq!(
+            Segment::parse_leading("spec.smartHosts[0]: bad"),
+            Some(path(&["spec", "smartHosts", "0"]))
+        );
+        assert_eq!(Segment::parse_leading("spec: x"), Some(path(&["spec"])));
+        assert_eq!(Segment::parse_leading("no field here"), None);
+        assert_eq!(Segment::parse_leading("spec.a[x]"), None);
     }
 
     #[test]

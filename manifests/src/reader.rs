@@ -1,7 +1,7 @@
 //! YAML documents into typed objects, collecting every problem.
 
 use crate::locate::{Segment, line_of, suggestion};
-use crate::{InputError, InputErrors, Manifests};
+use crate::{InputError, InputErrors, Manifests, Source};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use routing::crd::{
     API_VERSION, AddressSpace, GROUP, Kind, MailContact, RecipientPolicy, SendingGrant,
@@ -9,22 +9,22 @@ use routing::crd::{
 };
 use serde::de::DeserializeOwned;
 use serde_yaml_ng::Value;
-use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 /// One YAML document: where it is and its text (errors are located in it).
 #[derive(Clone, Copy)]
-struct Doc<'a> {
-    file: &'a Path,
+pub(crate) struct Doc<'a> {
+    pub(crate) file: &'a Path,
     /// The file line the document starts on.
-    line: usize,
-    text: &'a str,
+    pub(crate) line: usize,
+    pub(crate) text: &'a str,
 }
 
 impl Doc<'_> {
     /// The file line of the field at `path` (of its parent when it is
     /// missing; the document's start when nothing of it is there).
-    fn line_of(&self, path: &[Segment]) -> usize {
+    pub(crate) fn line_of(&self, path: &[Segment]) -> usize {
         match path {
             [] => self.line,
             _ => self.line + line_of(self.text, path).unwrap_or(1) - 1,
@@ -44,8 +44,8 @@ impl Doc<'_> {
 pub(crate) struct Reader {
     out: Manifests,
     errors: Vec<InputError>,
-    /// (namespace, kind, name) → where it was first defined.
-    seen: HashMap<(String, Kind, String), String>,
+    /// The file being read, shared by the sources of its objects.
+    file: Option<(Arc<Path>, Arc<str>)>,
 }
 
 /// One object read from a document.
@@ -83,7 +83,10 @@ impl Reader {
     }
 
     pub(crate) fn file(&mut self, file: &Path, text: &str) {
-        let docs: Vec<Doc> = split_documents(text)
+        // One copy of the text, kept for locating fields of its objects later.
+        let text: Arc<str> = text.into();
+        self.file = Some((file.into(), text.clone()));
+        let docs: Vec<Doc> = split_documents(&text)
             .into_iter()
             .map(|(line, text)| Doc { file, line, text })
             .collect();
@@ -170,18 +173,25 @@ impl Reader {
             return None;
         }
         let ns = meta.namespace.clone().unwrap_or_default();
-        let here = format!("{}:{}", doc.file.display(), doc.line_of(&name_path));
-        match self.seen.get(&(ns.clone(), kind, name.clone())) {
-            Some(first) => {
-                let message = format!("{kind}/{name} is defined twice (first at {first})");
-                self.errors.push(doc.err(&name_path, message));
-                None
-            }
-            None => {
-                self.seen.insert((ns.clone(), kind, name), here);
-                Some(ns)
-            }
+        let key = (ns.clone(), kind, name.clone());
+        if let Some(first) = self.out.sources.0.get(&key) {
+            let first = first.locate(&[Segment::key("metadata"), Segment::key("name")]);
+            let message = format!("{kind}/{name} is defined twice (first at {first})");
+            self.errors.push(doc.err(&name_path, message));
+            return None;
         }
+        let (file, text) = self.file.clone().expect("objects come from a file");
+        // The document is a slice of the file's text: its place in it.
+        let start = doc.text.as_ptr() as usize - text.as_ptr() as usize;
+        let source = Source {
+            file,
+            text,
+            doc_line: doc.line,
+            doc: start..start + doc.text.len(),
+            at: at.to_vec(),
+        };
+        self.out.sources.0.insert(key, source);
+        Some(ns)
     }
 }
 
@@ -190,21 +200,12 @@ fn parse_document(doc: Doc) -> (Vec<Located>, Vec<InputError>) {
     let value: Value = match serde_yaml_ng::from_str(doc.text) {
         Ok(v) => v,
         Err(e) => {
-            // The parser counts lines from the document's start and says so
-            // in its message; say it once, counted from the file's start.
-            let text = e.to_string();
-            let (message, line) = match e.location() {
-                Some(l) => {
-                    let bare = text
-                        .rsplit_once(" at line ")
-                        .map_or(text.as_str(), |(m, _)| m);
-                    (
-                        format!("{bare} (column {})", l.column()),
-                        doc.line + l.line() - 1,
-                    )
-                }
-                None => (text.clone(), doc.line),
-            };
+            // The parser counts lines from the document's start; the error
+            // is named by its file line, and any other place the message
+            // names ("while parsing a block mapping at line 3") by its file
+            // line too.
+            let line = e.location().map_or(doc.line, |l| doc.line + l.line() - 1);
+            let message = file_lines(&e.to_string(), doc.line, line);
             let error = InputError {
                 file: doc.file.to_owned(),
                 line: Some(line),
@@ -335,6 +336,41 @@ fn typed<T: DeserializeOwned>(
             Err(errors)
         }
     }
+}
+
+/// A parser message with each ` at line N column M` counted from the file's
+/// start: dropped where it is the error's own line (the message is prefixed
+/// with it), ` (line N)` where it names another place.
+fn file_lines(message: &str, doc_line: usize, error_line: usize) -> String {
+    const AT: &str = " at line ";
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(AT) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + AT.len()..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(n) = after[..digits].parse::<usize>() else {
+            out.push_str(AT);
+            rest = after;
+            continue;
+        };
+        let mut tail = &after[digits..];
+        let mut column = "";
+        if let Some(c) = tail.strip_prefix(" column ") {
+            let len = c.bytes().take_while(u8::is_ascii_digit).count();
+            column = &c[..len];
+            tail = &c[len..];
+        }
+        let line = doc_line + n - 1;
+        match (line == error_line, column.is_empty()) {
+            (true, true) => {}
+            (true, false) => out.push_str(&format!(" (column {column})")),
+            (false, _) => out.push_str(&format!(" (line {line})")),
+        }
+        rest = tail;
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Splits a YAML stream into documents, with the line each one starts on.

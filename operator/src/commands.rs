@@ -19,9 +19,11 @@ fn read(input: &Input) -> Result<manifests::Manifests> {
         }
         anyhow::anyhow!("{} problem(s) in the manifests", errors.0.len())
     })?;
-    if !m.skipped.is_empty() {
+    // Other kinds beside mailroute's are normal in a manifests directory
+    // (Namespaces, Deployments): listed only when asked for.
+    if input.verbose && !m.skipped.is_empty() {
         eprintln!(
-            "note: ignored {} object(s) of other kinds: {}",
+            "info: {} object(s) of other kinds left aside: {}",
             m.skipped.len(),
             m.skipped.join(", ")
         );
@@ -41,7 +43,9 @@ fn compile_one(input: &Input) -> Result<(String, Compiled)> {
 }
 
 pub fn check(input: &Input, format: Format) -> Result<ExitCode> {
-    let namespaces = read(input)?.select(input.namespace.as_deref())?;
+    let mut manifests = read(input)?;
+    let sources = std::mem::take(&mut manifests.sources);
+    let namespaces = manifests.select(input.namespace.as_deref())?;
     let compiled: Vec<(String, Compiled)> = namespaces
         .iter()
         .map(|(ns, objects)| (ns.clone(), routing::compile(objects, &options(input))))
@@ -67,7 +71,8 @@ pub fn check(input: &Input, format: Format) -> Result<ExitCode> {
                 } else {
                     String::new()
                 };
-                write_report(&mut out, &prefix, r)?;
+                let locate = |message: &str| sources.locate(ns, r.kind, &r.name, message);
+                write_report(&mut out, &prefix, r, locate)?;
             }
             let total = reports().count();
             let ready = reports().filter(|(_, r)| r.is_ready()).count();
@@ -102,7 +107,14 @@ fn report_json(ns: &str, r: &ObjectReport) -> serde_json::Value {
     v
 }
 
-fn write_report(out: &mut impl Write, prefix: &str, r: &ObjectReport) -> Result<()> {
+/// An object's conditions; its problems, an InvalidSpec one with the file
+/// and line of the field it names (`locate`).
+fn write_report(
+    out: &mut impl Write,
+    prefix: &str,
+    r: &ObjectReport,
+    locate: impl Fn(&str) -> Option<String>,
+) -> Result<()> {
     let [ready, loop_risk, conflict] = &r.conditions;
     let flag = |c: &routing::ConditionSummary| {
         // The reason matters when the condition is bad: Ready False, the others True.
@@ -126,7 +138,12 @@ fn write_report(out: &mut impl Write, prefix: &str, r: &ObjectReport) -> Result<
         writeln!(out, "    {}", ready.message)?;
     } else {
         for p in &r.problems {
-            writeln!(out, "    {}: {}", p.reason.as_str(), p.message)?;
+            let at = match p.reason {
+                routing::report::Reason::InvalidSpec => locate(&p.message),
+                _ => None,
+            };
+            let at = at.map(|a| format!("{a}: ")).unwrap_or_default();
+            writeln!(out, "    {at}{}: {}", p.reason.as_str(), p.message)?;
         }
     }
     Ok(())

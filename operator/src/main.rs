@@ -42,6 +42,9 @@ pub struct Input {
     /// Only this namespace's objects (objects that name none are namespace "").
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
+    /// List the objects of other kinds that were left aside.
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
 }
 
 #[derive(Subcommand)]

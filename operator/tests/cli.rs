@@ -29,6 +29,10 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// `(action, connector or "code enhanced", recipient)` from `trace -o json`.
 fn trace(ns: &str, address: &str, relay: bool) -> (String, String, String) {
     let mut args = vec!["trace", "-f", "examples/", "-n", ns, address, "-o", "json"];
@@ -391,6 +395,13 @@ fn bad_input_exits_2_naming_file_and_line() {
             "unknown kind MailThing",
         ),
         ("just: a map\n", ":1:", "not a Kubernetes object"),
+        // A syntax error in the third document: its own line, once (not
+        // the document's start with "at line 4" after it).
+        (
+            "apiVersion: v1\nkind: Service\nmetadata: {name: x}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: y}\n---\napiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata:\n  name: ann\n spec: [\n",
+            ":13:",
+            "invalid YAML: did not find expected key (column 2)",
+        ),
         (
             "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: a}\nspec: {targetAddress: a@b.c}\n---\napiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: a}\nspec: {targetAddress: a@b.c}\n",
             ":8:",
@@ -408,6 +419,7 @@ fn bad_input_exits_2_naming_file_and_line() {
         );
         assert!(err.contains(message), "expected {message:?} in {err}");
         assert!(!err.contains("panicked"));
+        assert!(!err.contains(" at line "), "one line named: {err}");
     }
     let out = mailroute(&["check", "-f", "/nonexistent/file.yaml"]);
     assert_eq!(out.status.code(), Some(2));
@@ -533,14 +545,24 @@ fn objects_without_a_namespace_join_the_chosen_one() {
 fn other_kinds_are_ignored_with_a_note() {
     let text = "apiVersion: v1\nkind: Service\nmetadata: {name: web}\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: mailroute.io/v1alpha1\n  kind: AddressSpace\n  metadata: {name: x}\n  spec: {domain: x.example, type: Authoritative}\n";
     let (_dir, path) = temp_manifest("mixed.yml", text);
+    // Other kinds are normal in a manifests directory: nothing said about
+    // them unless asked for.
     let out = mailroute(&["check", "-f", &path, "-o", "json"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("note: ignored 1 object(s) of other kinds: v1 Service/web"),
-        "{}",
-        stderr(&out)
-    );
+    assert_eq!(stderr(&out), "");
     assert_eq!(json(&out)["objects"][0]["name"], "x");
+    let out = mailroute(&["check", "-f", &path]);
+    assert!(
+        stdout(&out).ends_with("\n1 object(s): 1 ready, 0 not ready\n"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(stderr(&out), "");
+    let out = mailroute(&["check", "-f", &path, "--verbose", "-o", "json"]);
+    assert_eq!(
+        stderr(&out),
+        "info: 1 object(s) of other kinds left aside: v1 Service/web\n"
+    );
 }
 
 #[test]
@@ -665,4 +687,18 @@ fn import_postfix_writes_objects_check_passes_and_names_what_it_skipped() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A field the schema refuses is named by file and line, as the reader's
+/// errors are, and a trailing dot is called that.
+#[test]
+fn invalid_spec_names_file_line_and_field() {
+    let text = "apiVersion: mailroute.io/v1alpha1\nkind: AddressSpace\nmetadata: {name: a}\nspec: {domain: a.example, type: Authoritative}\n---\napiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: ann}\nspec:\n  targetAddress: ann@b.example.\n  proxyAddresses: [ann@a.example]\n";
+    let (_dir, path) = temp_manifest("m.yaml", text);
+    let out = mailroute(&["check", "-f", &path]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let expected = format!(
+        "    {path}:10: InvalidSpec: spec.targetAddress \"ann@b.example.\": invalid domain: trailing dot (mail domains are written without it)\n"
+    );
+    assert!(stdout(&out).contains(&expected), "{}", stdout(&out));
 }

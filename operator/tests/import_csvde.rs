@@ -89,7 +89,7 @@ fn bad_rows_are_named_by_line_and_skipped() {
 }
 
 #[test]
-fn utf16_from_csvde_u_and_names_made_unique() {
+fn utf16_from_csvde_u_and_names_made_unique_and_reported() {
     let text = format!(
         "{HEADER}\r\ncontact,\"CN=Zoë Müller\",Zoë Müller,Müller,Zoë,,SMTP:zoe@example.com,SMTP:zoe@mbx.example.com,,\r\n\
          contact,\"CN=Zoë Müller 2\",Zoë Müller,,,,SMTP:zoe2@example.com,SMTP:zoe2@mbx.example.com,,\r\n"
@@ -106,6 +106,14 @@ fn utf16_from_csvde_u_and_names_made_unique() {
         .collect();
     assert_eq!(names, ["zoe-muller", "zoe-muller-2"]);
     assert_eq!(i.contacts[0].spec.surname.as_deref(), Some("Müller"));
+    // A name taken twice is reported, not renamed silently.
+    assert!(
+        i.summary().contains(
+            "note: u.csv:3: \"Zoë Müller\" is also the name of the contact at u.csv:2: this one is MailContact/zoe-muller-2"
+        ),
+        "{}",
+        i.summary()
+    );
     // Without --authoritative the summary says where the addresses are.
     assert!(
         i.summary()

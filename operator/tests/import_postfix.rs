@@ -31,7 +31,10 @@ fn run(main_cf: &str, files: &[(&str, &str)]) -> Imported {
     .unwrap()
 }
 
-const GATEWAY: &str = "relay_domains = example.com\n\
+// A gateway as Postfix's STANDARD_CONFIGURATION_README sets one up: no
+// local delivery.
+const GATEWAY: &str = "mydestination =\n\
+    relay_domains = example.com\n\
     relay_recipient_maps = hash:/etc/postfix/recipients\n\
     virtual_alias_maps = hash:/etc/postfix/virtual\n\
     transport_maps = hash:/etc/postfix/transport\n";
@@ -114,7 +117,7 @@ fn without_a_recipient_map_a_relay_domain_accepts_everyone_and_the_default_route
 #[test]
 fn virtual_alias_domains_alias_domains_and_what_cannot_be_said() {
     let i = run(
-        "virtual_alias_maps = hash:/v regexp:/r\nrelayhost = [mail.isp.example]\n",
+        "virtual_alias_maps = hash:/v regexp:/r\nrelayhost = [mail.isp.example]\nmydestination =\n",
         &[(
             "/v",
             "example.com anything\n\
@@ -158,7 +161,7 @@ fn virtual_alias_domains_alias_domains_and_what_cannot_be_said() {
 #[test]
 fn transport_keys_become_connector_patterns_and_unroutable_transports_are_reported() {
     let i = run(
-        "relay_domains = example.com\ntransport_maps = hash:/t\n",
+        "relay_domains = example.com\ntransport_maps = hash:/t\nmydestination =\n",
         &[(
             "/t",
             "example.com smtp:[10.0.0.1]\n\
@@ -214,4 +217,69 @@ fn the_same_input_gives_the_same_bytes() {
             "mailcontact-old-example-com.yaml",
         ]
     );
+}
+
+/// The issue's gateway: a regexp alias map beside the one given with
+/// `--virtual`, local delivery (`mydestination`, `alias_maps`) and
+/// `mynetworks`. Nothing of it may vanish without a line in the summary,
+/// and the summary says that the imported objects refuse `gw.example.org`'s
+/// postmaster, whom Postfix delivered itself.
+#[test]
+fn what_is_not_imported_is_listed_with_its_line_and_local_mail_refused_is_named() {
+    let main_cf = "mydestination = $myhostname, gw.example.org, localhost\n\
+         alias_maps = hash:/etc/aliases\n\
+         mynetworks = 127.0.0.0/8 10.0.0.0/8\n\
+         relay_domains = example.org\n\
+         relay_recipient_maps = hash:/r\n\
+         virtual_alias_maps = hash:/etc/postfix/virtual regexp:/etc/postfix/virtual.re\n\
+         transport_maps = hash:/t\n";
+    let files: HashMap<&str, &str> = HashMap::from([
+        ("virtual", "info@example.org ann@example.org\n"),
+        ("/r", "ann@example.org OK\n"),
+        ("/t", "example.org smtp:[10.0.0.11]\n"),
+    ]);
+    let read = |path: &str| {
+        files
+            .get(path)
+            .map(|s| s.to_string())
+            .ok_or_else(|| format!("reading {path}: no such file"))
+    };
+    let overrides = Overrides {
+        virtual_alias_maps: Some("virtual".into()),
+        ..Overrides::default()
+    };
+    let i = import("main.cf", main_cf, &overrides, &read, Some("mail")).unwrap();
+    assert_eq!(
+        decide(&i, "info@example.org"),
+        "forward [10.0.0.11] ann@example.org"
+    );
+    let summary = i.summary();
+    let lines: Vec<&str> = summary.lines().skip(1).collect();
+    assert_eq!(
+        lines,
+        [
+            "note: postmaster@gw.example.org, which Postfix delivers itself (mydestination, main.cf:1), would be refused by the imported objects (550 5.1.1 Recipient address rejected: User unknown)",
+            "skipped main.cf:1: mydestination = $myhostname, gw.example.org, localhost: not imported: mail to these domains is delivered by Postfix itself (local(8): alias_maps, local users); mailroute delivers to no mailbox: route them to the server that does",
+            "skipped main.cf:2: alias_maps = hash:/etc/aliases: not imported: aliases of the mydestination domains; `mailroute import sendmail --aliases FILE --local-domain DOMAIN` imports an aliases file",
+            "skipped main.cf:3: mynetworks = 127.0.0.0/8 10.0.0.0/8: not imported: clients here may relay to any domain: give them a SendingGrant (spec.networks) or the relay's --relay-networks",
+            "skipped main.cf:6: virtual_alias_maps = … regexp:/etc/postfix/virtual.re: a regular-expression map: its patterns cannot be turned into objects",
+        ]
+    );
+}
+
+/// Left at Postfix's defaults, local delivery is on: listed as such.
+#[test]
+fn postfix_defaults_for_local_delivery_are_listed() {
+    let i = run("relay_domains = example.com\n", &[]);
+    let skipped: Vec<String> = i.skipped.iter().map(|s| s.entry.clone()).collect();
+    assert_eq!(
+        skipped,
+        [
+            "mydestination = $myhostname, localhost.$mydomain, localhost",
+            "alias_maps = hash:/etc/aliases",
+        ]
+    );
+    assert_eq!(i.skipped[0].origin.to_string(), "(Postfix default)");
+    // `$myhostname` is the machine's name: no domain to check.
+    assert!(i.notes.is_empty(), "{:?}", i.notes);
 }

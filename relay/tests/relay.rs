@@ -7,7 +7,7 @@ use common::*;
 use routing::Objects;
 use routing::fixtures::*;
 
-/// DESIGN.md §9 scenario 1 (alias table) pointed at two sinks.
+/// docs/design.md, "Reference scenarios" scenario 1 (alias table) pointed at two sinks.
 fn alias_table(mbx1: &Sink, mbx2: &Sink) -> Objects {
     let mut o = Objects::default();
     o.address_spaces

@@ -24,6 +24,8 @@ pub enum AddressError {
     NoAt,
     TooLong,
     BadLocalPart,
+    /// An unquoted local part with a dot at either end or two in a row.
+    LocalPartDot,
     BadDomain(DomainError),
 }
 
@@ -34,6 +36,9 @@ impl fmt::Display for AddressError {
             AddressError::NoAt => f.write_str("no @ in address"),
             AddressError::TooLong => f.write_str("address too long"),
             AddressError::BadLocalPart => f.write_str("invalid local part"),
+            AddressError::LocalPartDot => f.write_str(
+                "invalid local part: a dot at its start or end, or two in a row (quote it to keep it)",
+            ),
             AddressError::BadDomain(e) => write!(f, "invalid domain: {e}"),
         }
     }
@@ -169,10 +174,18 @@ fn canonical_local_part(local: &str) -> Result<Cow<'_, str>, AddressError> {
     if is_dot_string(local) {
         return Ok(local.into());
     }
+    // Only the dots are wrong (`ann.`, `a..b`): say so.
+    let dots_only_fault = |s: &str| is_dot_string(&s.replace('.', ""));
     let inner = local
         .strip_prefix('"')
         .and_then(|s| s.strip_suffix('"'))
-        .ok_or(AddressError::BadLocalPart)?;
+        .ok_or_else(|| {
+            if dots_only_fault(local) {
+                AddressError::LocalPartDot
+            } else {
+                AddressError::BadLocalPart
+            }
+        })?;
     // qcontent: printable ASCII except `"` and `\`, or quoted-pair; UTF-8 allowed.
     let mut content = String::with_capacity(inner.len());
     let mut chars = inner.chars();
@@ -201,6 +214,10 @@ pub enum DomainError {
     Empty,
     TooLong,
     BadLabel(String),
+    /// `example.com.`: the root's dot, which mail domains are written without.
+    TrailingDot,
+    /// `.example.com`, `example..com`.
+    EmptyLabel,
     Idna,
 }
 
@@ -210,6 +227,12 @@ impl fmt::Display for DomainError {
             DomainError::Empty => f.write_str("empty domain"),
             DomainError::TooLong => f.write_str("domain longer than 253 characters"),
             DomainError::BadLabel(l) => write!(f, "invalid label {l:?}"),
+            DomainError::TrailingDot => {
+                f.write_str("trailing dot (mail domains are written without it)")
+            }
+            DomainError::EmptyLabel => {
+                f.write_str("empty label (a leading dot or two dots in a row)")
+            }
             DomainError::Idna => f.write_str("not a valid internationalised domain name"),
         }
     }
@@ -252,7 +275,8 @@ fn check_ldh(domain: &str) -> Result<(), DomainError> {
     if domain.len() > 253 {
         return Err(DomainError::TooLong);
     }
-    for label in domain.split('.') {
+    let labels = domain.split('.').count();
+    for (i, label) in domain.split('.').enumerate() {
         let ok = !label.is_empty()
             && label.len() <= 63
             && !label.starts_with('-')
@@ -261,7 +285,11 @@ fn check_ldh(domain: &str) -> Result<(), DomainError> {
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if !ok {
-            return Err(DomainError::BadLabel(label.to_owned()));
+            return Err(match label.is_empty() {
+                true if i + 1 == labels && i > 0 => DomainError::TrailingDot,
+                true => DomainError::EmptyLabel,
+                false => DomainError::BadLabel(label.to_owned()),
+            });
         }
     }
     Ok(())
@@ -343,6 +371,38 @@ mod tests {
         assert_eq!(Address::parse(&long_local), Err(AddressError::BadLocalPart));
         let long_path = format!("a@{}.com", "b".repeat(260));
         assert_eq!(Address::parse(&long_path), Err(AddressError::TooLong));
+    }
+
+    #[test]
+    fn dots_in_the_wrong_place_are_named() {
+        let message = |a: &str| Address::parse(a).unwrap_err().to_string();
+        assert_eq!(
+            message("ann@example.com."),
+            "invalid domain: trailing dot (mail domains are written without it)"
+        );
+        for empty in ["ann@example..com", "ann@.example.com", "ann@a..b."] {
+            assert_eq!(
+                message(empty),
+                "invalid domain: empty label (a leading dot or two dots in a row)",
+                "{empty}"
+            );
+        }
+        for dots in ["ann.@example.com", ".ann@example.com", "a..b@example.com"] {
+            assert_eq!(
+                Address::parse(dots),
+                Err(AddressError::LocalPartDot),
+                "{dots}"
+            );
+        }
+        assert_eq!(
+            Address::parse("a b@example.com"),
+            Err(AddressError::BadLocalPart)
+        );
+        assert_eq!(normalize_domain("."), Err(DomainError::EmptyLabel));
+        assert_eq!(
+            normalize_domain("example.org."),
+            Err(DomainError::TrailingDot)
+        );
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The analyser (DESIGN.md §4): finds routes that come back (LoopRisk) and
+//! The analyser (docs/design.md, "Analysis and status"): finds routes that come back (LoopRisk) and
 //! contradictory authority (AuthoritativenessConflict), marks the routes it
 //! proves to loop in the table (the resolver then defers them with
 //! 451 4.4.6), and checks that every contact's target can be delivered.
@@ -439,7 +439,7 @@ fn shared_authoritative_spaces(routing: &RoutingTable, problems: &mut Problems) 
     }
 }
 
-/// Every contact's target must be deliverable (DESIGN.md §4 NoRoute), and
+/// Every contact's target must be deliverable (docs/design.md, "Analysis and status" NoRoute), and
 /// so must every address of a contact forwarded as addressed.
 fn contact_routes(routing: &RoutingTable, contacts: &Contacts, problems: &mut Problems) {
     for (id, &e) in contacts.first_entry.iter().enumerate() {

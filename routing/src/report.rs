@@ -1,12 +1,12 @@
 //! Problems found while compiling, and the conditions they become
-//! (DESIGN.md §4). Pure: no timestamps here; the operator adds
+//! (docs/design.md, "Analysis and status"). Pure: no timestamps here; the operator adds
 //! `lastTransitionTime` when it writes status.
 
 use crate::crd::Kind;
 use hashbrown::HashMap;
 use std::borrow::Cow;
 
-/// Every reason of DESIGN.md §4, in the order that decides which one a
+/// Every reason of docs/design.md, "Analysis and status", in the order that decides which one a
 /// condition names when an object has several.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Reason {

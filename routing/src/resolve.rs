@@ -1,11 +1,11 @@
-//! Resolving one recipient (DESIGN.md §3): a pure function from
+//! Resolving one recipient (docs/design.md, "Resolving one recipient"): a pure function from
 //! (recipient, may-relay, table) to a decision, optionally with the steps.
 
 use crate::address::Address;
 use crate::table::index::Next;
 use crate::table::{RoutingTable, SpaceAction};
 
-/// Rewrites allowed at run time before 554 5.4.6 (DESIGN.md §3 step 5).
+/// Rewrites allowed at run time before 554 5.4.6 (docs/design.md, "Resolving one recipient" step 5).
 pub const MAX_REWRITES: u32 = 8;
 
 #[derive(Clone, Debug, PartialEq, Eq)]

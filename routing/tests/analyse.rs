@@ -1,4 +1,4 @@
-//! Every condition rule of DESIGN.md §4.
+//! Every condition rule of docs/design.md, "Analysis and status".
 
 use routing::crd::Kind;
 use routing::fixtures::*;

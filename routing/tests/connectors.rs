@@ -1,4 +1,4 @@
-//! Connector selection (DESIGN.md §2 SmtpConnector): specificity, then
+//! Connector selection (docs/design.md, "The API" SmtpConnector): specificity, then
 //! cost, then name; disabled connectors never; no fall-back.
 
 use routing::fixtures::*;

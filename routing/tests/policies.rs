@@ -1,4 +1,4 @@
-//! Recipient policies (DESIGN.md §2): selection, priority, templates.
+//! Recipient policies (docs/design.md, "The API"): selection, priority, templates.
 
 use routing::crd::Kind;
 use routing::fixtures::*;

@@ -1,4 +1,4 @@
-//! Every rule of DESIGN.md §3, through compile → resolve.
+//! Every rule of docs/design.md, "Resolving one recipient", through compile → resolve.
 
 use routing::fixtures::*;
 use routing::resolve::MAX_REWRITES;

@@ -1,4 +1,4 @@
-//! The published table (DESIGN.md §5): round trip, verification, sharding.
+//! The published table (docs/design.md, "The published table"): round trip, verification, sharding.
 
 use routing::fixtures::*;
 use routing::table::{EncodedTable, LoadError, MANIFEST_KEY, SHARD_LIMIT, encode, load};

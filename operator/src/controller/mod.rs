@@ -1,4 +1,4 @@
-//! `mailroute operator`: the kube-rs controller (DESIGN.md §7).
+//! `mailroute operator`: the kube-rs controller (docs/design.md, "The operator").
 //!
 //! Data flow: [`caches`] (reflectors; every change names a namespace) →
 //! the kube-rs applier (debounced per namespace) → [`reconcile`]

@@ -1,4 +1,4 @@
-//! Each object's status from its report (DESIGN.md §4), and the Events its
+//! Each object's status from its report (docs/design.md, "Analysis and status"), and the Events its
 //! changes deserve. Pure: the reconciler compares, writes and publishes.
 //!
 //! The status is written only when it differs from what the object has, and

@@ -61,6 +61,8 @@ pub fn import(
 
     let mut out = Imported::default();
     let mut names = Names::default();
+    // Where each name was claimed, to report the rows renamed.
+    let mut first_named: BTreeMap<String, Origin> = BTreeMap::new();
     let mut domains: BTreeMap<String, usize> = BTreeMap::new();
     let mut other_types = 0;
     for result in reader.records() {
@@ -173,6 +175,13 @@ pub fn import(
             .unwrap_or(&target)
             .to_owned();
         let name = names.claim(&raw_name);
+        let wanted = super::dns_label(&raw_name);
+        if let Some(first) = first_named.get(&wanted).filter(|_| name != wanted) {
+            out.notes.push(format!(
+                "{origin}: {raw_name:?} is also the name of the contact at {first}: this one is MailContact/{name}"
+            ));
+        }
+        first_named.insert(name.clone(), origin.clone());
         let mut c = super::contact(name, namespace, &origin, addresses, Some(target));
         c.spec.alias = field(nick_col).map(str::to_owned);
         c.spec.given_name = field(given_col).map(str::to_owned);

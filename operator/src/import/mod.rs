@@ -9,6 +9,7 @@
 mod build;
 pub mod csvde;
 pub mod postfix;
+mod postfix_unimported;
 pub mod sendmail;
 mod source;
 

@@ -23,7 +23,11 @@
 //!
 //! What the kinds cannot say is listed as skipped: several targets, pipes,
 //! files, `:include:`, catch-alls to one address, per-recipient transports,
-//! regular-expression and database maps, local (`mydestination`) delivery.
+//! regular-expression and database maps (also when a file given on the
+//! command line stands for main.cf's indexed ones), and every main.cf
+//! parameter that routes mail without a counterpart in the kinds
+//! (`mydestination` and local delivery, `mynetworks`, … see
+//! [`super::postfix_unimported`]).
 
 use super::build::{Routing, build};
 use super::source::{MainCf, list, parse_table};
@@ -117,7 +121,9 @@ pub fn import(
         relayhost,
         default_transport,
     };
-    Ok(build(routing, out, namespace))
+    let mut imported = build(routing, out, namespace);
+    super::postfix_unimported::report(&cf, &mut imported);
+    Ok(imported)
 }
 
 /// What virtual_alias_maps is set to, for telling whether
@@ -151,15 +157,19 @@ impl Tables<'_> {
         name: &str,
         given: &Option<String>,
     ) -> Result<Vec<Entry>, String> {
-        if let Some(file) = given {
-            return self.table_file(file);
-        }
-        let Some((value, origin)) = cf.get(name, DEFAULTS) else {
-            return Ok(Vec::new());
+        let in_cf = cf.get(name, DEFAULTS);
+        let mut entries = match given {
+            Some(file) => self.table_file(file)?,
+            None => Vec::new(),
         };
-        let mut entries = Vec::new();
+        let Some((value, origin)) = in_cf else {
+            return Ok(entries);
+        };
         for item in list(&value) {
             match table_path(&item) {
+                // The file given on the command line stands for main.cf's
+                // indexed tables; the others are listed all the same.
+                Ok(_) if given.is_some() => {}
                 Ok(path) => entries.extend(self.table_file(&path)?),
                 Err(why) => self.skipped.push(Skipped {
                     origin: origin.clone(),

@@ -107,21 +107,41 @@ impl MainCf {
     /// The parameter with `$name`, `${name}` and `$(name)` expanded from
     /// this file (unset parameters expand to `defaults`, else nothing).
     pub fn get(&self, name: &str, defaults: &[(&str, &str)]) -> Option<(String, Origin)> {
-        let (value, origin) = match self.params.get(name) {
-            Some((v, o)) => (v.clone(), o.clone()),
+        let (value, origin) = self.get_raw(name, defaults)?;
+        Some((self.expand(&value, defaults, 0, &mut false), origin))
+    }
+
+    /// The parameter as written (or its default), nothing expanded.
+    pub fn get_raw(&self, name: &str, defaults: &[(&str, &str)]) -> Option<(String, Origin)> {
+        match self.params.get(name) {
+            Some((v, o)) => Some((v.clone(), o.clone())),
             None => {
                 let (_, v) = defaults.iter().find(|(n, _)| *n == name)?;
                 let origin = Origin {
                     file: "(Postfix default)".into(),
                     line: 0,
                 };
-                (v.to_string(), origin)
+                Some((v.to_string(), origin))
             }
-        };
-        Some((self.expand(&value, defaults, 0), origin))
+        }
     }
 
-    fn expand(&self, value: &str, defaults: &[(&str, &str)], depth: usize) -> String {
+    /// `value` expanded, or None when it names a parameter that neither
+    /// main.cf nor `defaults` sets (`$myhostname` is the machine's name,
+    /// which the file does not say).
+    pub fn expand_known(&self, value: &str, defaults: &[(&str, &str)]) -> Option<String> {
+        let mut unknown = false;
+        let out = self.expand(value, defaults, 0, &mut unknown);
+        (!unknown).then_some(out)
+    }
+
+    fn expand(
+        &self,
+        value: &str,
+        defaults: &[(&str, &str)],
+        depth: usize,
+        unknown: &mut bool,
+    ) -> String {
         if depth > 20 || !value.contains('$') {
             return value.to_owned();
         }
@@ -149,8 +169,9 @@ impl MainCf {
                 Some((v, _)) => Some(v.as_str()),
                 None => defaults.iter().find(|(n, _)| *n == name).map(|(_, v)| *v),
             };
-            if let Some(v) = inner {
-                out.push_str(&self.expand(v, defaults, depth + 1));
+            match inner {
+                Some(v) => out.push_str(&self.expand(v, defaults, depth + 1, unknown)),
+                None => *unknown = true,
             }
             rest = next;
         }
@@ -206,6 +227,11 @@ mod tests {
         assert_eq!(v, "example.com, example.com.net other.org");
         assert_eq!(origin.to_string(), "main.cf:2");
         assert_eq!(cf.get("broken", &[]).unwrap().0, "example.comx");
+        assert_eq!(
+            cf.expand_known("localhost.$mydomain", &[]).as_deref(),
+            Some("localhost.example.com")
+        );
+        assert_eq!(cf.expand_known("$myhostname", &[]), None);
         assert_eq!(
             cf.get(
                 "virtual_alias_domains",

@@ -16,8 +16,7 @@ set -euo pipefail
 print_path=0
 [ "${1:-}" = --path ] && print_path=1
 cd "$(dirname "$0")/../../.."
-target=$(cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+target=$(tools/target-dir)
 dest=$target/interop/exim
 done_() { if [ "$print_path" = 1 ]; then echo "$dest/usr/sbin/exim4"; fi; exit 0; }
 if [ -x "$dest/usr/sbin/exim4" ] && id Debian-exim >/dev/null 2>&1; then

@@ -2,7 +2,7 @@
 //! five kinds users write, and RoutingTable, which the operator and the
 //! relays write.
 //!
-//! Field names follow DESIGN.md verbatim. The schema refuses what it can
+//! Field names follow docs/design.md, "The API". The schema refuses what it can
 //! (patterns, enums, CEL rules); the compiler checks everything again so that
 //! `mailroute check` on plain files reports the same problems as `InvalidSpec`.
 

@@ -1,4 +1,4 @@
-//! The published table as ConfigMaps (DESIGN.md §5): how the operator lays
+//! The published table as ConfigMaps (docs/design.md, "The published table"): how the operator lays
 //! the files out and how a relay watching the API puts them together again.
 //!
 //! - `<table>` holds `manifest.json` (in `data`) and `base.zst` (the spaces

@@ -29,7 +29,7 @@ pub struct RoutingTable {
     grants: Grants,
 }
 
-/// One step of resolution (DESIGN.md §3, steps 2–4) for one address.
+/// One step of resolution (docs/design.md, "Resolving one recipient", steps 2–4) for one address.
 pub(crate) enum Next<'t> {
     /// No AddressSpace accepts the domain.
     NotOurs,

@@ -1,5 +1,5 @@
 //! The routing table: what the compiler produces, the operator publishes,
-//! and the relay loads (DESIGN.md §5).
+//! and the relay loads (docs/design.md, "The published table").
 //!
 //! [`Table`] is the plain model; [`RoutingTable`] indexes it for lookups;
 //! [`encode`] and [`load`] turn it into published files and back.

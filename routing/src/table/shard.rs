@@ -1,4 +1,4 @@
-//! The published form of a table (DESIGN.md §5): a JSON manifest plus
+//! The published form of a table (docs/design.md, "The published table"): a JSON manifest plus
 //! zstd-compressed binary shards, each named in the manifest with its SHA-256.
 //!
 //! - `base.zst` holds the accepted spaces and the connectors.
