@@ -24,16 +24,21 @@ if [ -x "$dest/usr/sbin/exim4" ] && id Debian-exim >/dev/null 2>&1; then
 fi
 echo "== Exim for the interop tests, from Debian's exim4-daemon-light, into $dest" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >&2
+# Another checkout's tests, or CI, may be running apt at the same moment:
+# wait for its locks instead of failing, and take them only when needed.
+apt=(apt-get -o DPkg::Lock::Timeout=600)
+apt-cache show exim4-daemon-light >/dev/null 2>&1 || "${apt[@]}" update -qq >&2
 # What the binary links (apt-cache depends exim4-daemon-light).
-apt-get install -y -qq libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 \
-  libnsl2 libpcre2-8-0 libcrypt1 >/dev/null
+libs=(libdb5.3 libgnutls-dane0 libgnutls30 libidn12 libidn2-0 libnsl2 libpcre2-8-0 libcrypt1)
+dpkg -s "${libs[@]}" >/dev/null 2>&1 || "${apt[@]}" install -y -qq "${libs[@]}" >/dev/null
 id Debian-exim >/dev/null 2>&1 ||
   useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin Debian-exim
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
-(cd "$work" && apt-get download -qq exim4-daemon-light >&2 2>/dev/null)
+download() { (cd "$work" && apt-get download -qq exim4-daemon-light >&2 2>/dev/null); }
+# Lists too old for the mirror: fetch them again, once.
+download || { "${apt[@]}" update -qq >&2 && download; }
 rm -rf "$dest"
 mkdir -p "$dest"
 dpkg -x "$work"/exim4-daemon-light_*.deb "$dest"
