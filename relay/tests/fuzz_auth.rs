@@ -28,7 +28,9 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        // A static is never dropped, so neither is this directory: it goes
+        // in cargo's scratch directory for tests, not in /tmp.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let ck = rcgen::generate_simple_self_signed(vec!["relay.test".into()]).unwrap();
         std::fs::write(dir.path().join("tls.crt"), ck.cert.pem()).unwrap();
         std::fs::write(dir.path().join("tls.key"), ck.signing_key.serialize_pem()).unwrap();
