@@ -101,7 +101,7 @@ cat > "$WORK/pf/conf/main.cf" <<CF
 compatibility_level = 3.6
 queue_directory = $WORK/pf/queue
 data_directory = $WORK/pf/data
-maillog_file_prefixes = /var, /dev/stdout, /tmp
+maillog_file_prefixes = $WORK
 maillog_file = $WORK/pf/maillog
 myhostname = postfix.bench
 mydestination =
@@ -140,7 +140,14 @@ anvil unix - - n - 1 anvil
 scache unix - - n - 1 scache
 postlog unix-dgram n - n - 1 postlogd
 CF
-postfix -c "$WORK/pf/conf" start >/dev/null 2>&1 || { postfix -c "$WORK/pf/conf" check; exit 1; }
+if ! postfix -c "$WORK/pf/conf" start >"$WORK/pf-start.log" 2>&1; then
+  # Say why (a port taken meanwhile, a configuration error), not just exit.
+  echo "bench/relay.sh: Postfix did not start:" >&2
+  cat "$WORK/pf-start.log" >&2
+  postfix -c "$WORK/pf/conf" check >&2 || true
+  tail -20 "$WORK"/pf/maillog* >&2 2>/dev/null || true
+  exit 1
+fi
 
 wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not listening" >&2; exit 1; }
 wait_port $SINK; wait_port $SINK2; wait_port $RELAY; wait_port $POSTFIX
