@@ -132,6 +132,9 @@ class Sandbox:
 
     def __init__(self):
         self.work = tempfile.mkdtemp(prefix="mailroute-docs-")
+        # mkdtemp makes it 0700; the benches' private Postfix, running as
+        # user postfix, must reach its directories under this TMPDIR.
+        os.chmod(self.work, 0o755)
         self.ports = {p: free_port() for p in DOC_PORTS}
         for first in SINK_PORTS:
             base = self.consecutive_free(SINKS)
