@@ -131,7 +131,7 @@ check "Argo CD health check (Lua 5.1) on every example's conditions" \
   "$py" charts/tests/argocd_health.py "$mailroute"
 check "Dockerfile (hadolint)" "$tools/venv/bin/hadolint" Dockerfile
 check "shell scripts (shellcheck)" "$tools/venv/bin/shellcheck" --severity=warning \
-  .ci/run test.sh charts/test.sh bench/relay.sh bench/submission.sh bench/relay-memory.sh \
+  .ci/run test.sh charts/test.sh bench/relay.sh bench/relay-profile.sh bench/submission.sh bench/relay-memory.sh \
   e2e/run.sh e2e/cluster.sh e2e/kind.sh examples/demo.sh fuzz/run.sh images/base.sh images/build.sh \
   relay/tests/peers/fetch-exim.sh tools/target-dir
 check "the demo manifests (Kubernetes 1.33 schemas, mailroute check)" sh -c \

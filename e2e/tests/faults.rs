@@ -386,13 +386,18 @@ async fn a_relay_killed_mid_transaction_never_acknowledged_the_message() {
         .unwrap_or_default();
     let crictl = env("E2E_CRICTL").replace("{node}", &node);
     let mut words = crictl.split_whitespace();
+    // Its own deadline for the call (crictl's default, 2 s, is too short
+    // for a busy node: the stop itself is immediate).
     let status = Command::new(words.next().unwrap())
         .args(words)
-        .args(["stop", "--timeout", "0", id])
+        .args(["--timeout", "30s", "stop", "--timeout", "0", id])
         .stdout(Stdio::null())
         .status()
         .unwrap();
-    assert!(status.success(), "{crictl} stop --timeout 0 {id}");
+    assert!(
+        status.success(),
+        "{crictl} --timeout 30s stop --timeout 0 {id}"
+    );
     // The final dot, after the kill: there is nobody to say 250 to it.
     let _ = smtp.send_raw(b".\r\n").await;
     let answer = tokio::time::timeout(Duration::from_secs(10), smtp.reply()).await;

@@ -22,6 +22,8 @@ use tokio::io::AsyncRead;
 
 /// Bytes gathered before a write to the next hops.
 const FLUSH_AT: usize = 64 * 1024;
+/// The first allocation for them: a typical message fits.
+const START_AT: usize = 8 * 1024;
 
 pub struct DataLimits {
     pub max_message_size: usize,
@@ -156,7 +158,10 @@ pub async fn receive<S: AsyncRead + Unpin>(
         too_long: false,
     });
     let mut size = 0usize;
-    let mut out: Vec<u8> = Vec::with_capacity(FLUSH_AT + limits.max_line);
+    // Grown as the message comes, up to a block: a small message never
+    // asks the allocator for 64 KiB (glibc then consolidates its free
+    // lists, a cost per message).
+    let mut out: Vec<u8> = Vec::with_capacity(received_header.len() + START_AT);
     out.extend_from_slice(received_header.as_bytes());
     if let Some(k) = kept.as_deref_mut() {
         k.take(received_header.as_bytes());
@@ -251,6 +256,13 @@ pub async fn receive<S: AsyncRead + Unpin>(
         }
         if let Some(k) = kept.as_deref_mut() {
             k.take(line);
+        }
+        let block = FLUSH_AT + limits.max_line;
+        if out.len() + line.len() > out.capacity() && out.capacity() < block {
+            // Past the first allocation: straight to a whole block, not
+            // doubling past it (a header section longer than a block
+            // grows as a Vec does).
+            out.reserve_exact(block.saturating_sub(out.len()).max(line.len()));
         }
         out.extend_from_slice(line);
         if !in_headers && out.len() >= FLUSH_AT {

@@ -137,6 +137,12 @@ struct Options {
         default_value_t = 50
     )]
     max_connections_per_client: usize,
+    /// Threads that serve sessions; 0: one per CPU the relay may use (a CPU
+    /// quota counts). Fewer threads cost less per message (fewer wake-ups
+    /// between them) and cap what one relay can do: docs/performance.md
+    /// has the figures.
+    #[arg(long, env = "MAILROUTE_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
     /// Seconds to wait for a command (RFC 5321 §4.5.3.2: 5 minutes).
     #[arg(long, env = "MAILROUTE_COMMAND_TIMEOUT", default_value_t = 300)]
     command_timeout: u64,
@@ -303,7 +309,11 @@ fn run(o: Options) -> anyhow::Result<()> {
         table::report(&loaded);
         tables.record(&loaded);
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async move {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if o.worker_threads > 0 {
+        runtime.worker_threads(o.worker_threads);
+    }
+    runtime.enable_all().build()?.block_on(async move {
         let smtp = tokio::net::TcpListener::bind(o.listen).await.map_err(|e| anyhow::anyhow!("--listen {}: {e}", o.listen))?;
         let http = tokio::net::TcpListener::bind(o.metrics_listen)
             .await

@@ -42,6 +42,8 @@ async fn the_binary_serves_smtp_and_health_from_manifests() {
         .args(["--manifests", manifest.to_str().unwrap()])
         .env("MAILROUTE_METRICS_LISTEN", format!("127.0.0.1:{http}"))
         .env("MAILROUTE_RELAY_NETWORKS", "127.0.0.0/8")
+        // One thread serves every session (the runtime is built from it).
+        .env("MAILROUTE_WORKER_THREADS", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

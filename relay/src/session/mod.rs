@@ -209,8 +209,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             if matches!(next, Next::Close) {
                 // Over TLS, close_notify: the client can tell our close from
-                // a truncation (RFC 8446 §6.1).
-                let _ = self.io.get_mut().shutdown().await;
+                // a truncation (RFC 8446 §6.1). In the clear, closing the
+                // socket sends the same FIN: no shutdown call first.
+                if self.tls_active {
+                    let _ = self.io.get_mut().shutdown().await;
+                }
                 return;
             }
         }
