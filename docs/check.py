@@ -39,7 +39,8 @@ run this at once and nothing is left behind, the plain and smoke blocks run
 with `/tmp/` standing for a directory of this run's own (also TMPDIR, removed
 at the end) and those ports for free ones (`127.0.0.1:2525` and
 `127.0.0.1/2525`, and the demo's PORT, METRICS_PORT and SINK_PORT); what a
-block prints is mapped back before it is compared with the docs.
+block prints is mapped back before it is compared with the docs. Cluster
+blocks keep their ports (the cluster's own) but not their `/tmp/` files.
 
 Besides running commands it checks what the docs point at: every relative
 link resolves (its file, and its #anchor to a heading there), every
@@ -168,10 +169,16 @@ class Sandbox:
     def into(self, text):
         text = re.sub(r"\b((?:METRICS_|SINK_)?PORT)=(\d+)\b",
                       lambda m: f"{m.group(1)}={self.ports.get(int(m.group(2)), m.group(2))}", text)
-        return self.ports_in(text.replace("/tmp/", self.work + "/"), self.ports)
+        return self.ports_in(self.paths_into(text), self.ports)
 
     def back_from(self, text):
-        return self.ports_in(text.replace(self.work + "/", "/tmp/"), self.back)
+        return self.ports_in(self.paths_back(text), self.back)
+
+    def paths_into(self, text):
+        return text.replace("/tmp/", self.work + "/")
+
+    def paths_back(self, text):
+        return text.replace(self.work + "/", "/tmp/")
 
     def close(self):
         shutil.rmtree(self.work, ignore_errors=True)
@@ -387,12 +394,18 @@ def run_blocks(files, modes, env, sandbox, ci, failures):
                 continue
             block_env = dict(env, MAILROUTE_SMOKE="1") if mark == "smoke" else env
             text = b.text
-            if mark in ("run", "smoke"):  # the cluster's are its own
+            # The cluster's ports are its own; its /tmp/ files are this run's.
+            sandboxed = mark in ("run", "smoke")
+            if sandboxed:
                 block_env, text = sandbox.env(block_env), sandbox.into(text)
+            else:
+                text = sandbox.paths_into(text)
             started = time.monotonic()
             code, out, err = run(b, block_env, TIMEOUT[mark], text)
-            if mark in ("run", "smoke"):
+            if sandboxed:
                 out, err = sandbox.back_from(out), sandbox.back_from(err)
+            else:
+                out, err = sandbox.paths_back(out), sandbox.paths_back(err)
             ran += 1
             took = time.monotonic() - started
             print(f"{'ok  ' if code == expected else 'FAIL'} {b.where} ({mark}, {took:.1f} s)", flush=True)

@@ -129,11 +129,16 @@ pub async fn apply(client: &Client, ns: &str, objects: &Objects) -> Result<()> {
 
 /// Objects from YAML text (one namespace), read as `mailroute check` reads files.
 pub fn objects_from_yaml(text: &str) -> Objects {
-    let dir = std::env::temp_dir().join(format!("mailroute-e2e-{}", std::process::id()));
+    // A directory per call (tests run side by side), removed after.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mailroute-e2e-{}-{call}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("objects.yaml");
     std::fs::write(&path, text).unwrap();
-    manifests::read(&[path]).unwrap().single(None).unwrap().1
+    let read = manifests::read(&[path]);
+    let _ = std::fs::remove_dir_all(&dir);
+    read.unwrap().single(None).unwrap().1
 }
 
 /// Points a contact at a new target by server-side apply, as a user's
@@ -534,5 +539,24 @@ pub fn record_figure(line: &str) {
             .open(path)
             .expect("E2E_FIGURES");
         writeln!(f, "{line}").expect("E2E_FIGURES");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn objects_from_yaml_reads_them_and_leaves_no_file() {
+        let objects = super::objects_from_yaml(
+            "apiVersion: mailroute.io/v1alpha1\nkind: MailContact\nmetadata: {name: ann}\n\
+             spec: {proxyAddresses: [ann@example.com], targetAddress: ann@mbx.example.com}\n",
+        );
+        assert_eq!(objects.contacts.len(), 1);
+        let prefix = format!("mailroute-e2e-{}", std::process::id());
+        let left = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .count();
+        assert_eq!(left, 0, "objects_from_yaml left a directory behind");
     }
 }
