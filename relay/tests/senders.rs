@@ -374,8 +374,10 @@ async fn javamail_with_its_defaults_sends_to_two_next_hops_in_one_go() {
     let classes = tempfile::tempdir().unwrap();
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/Send.java");
     let jars = "/usr/share/java/jakarta-mail.jar:/usr/share/java/jakarta-activation.jar";
+    // -XX:-UsePerfData: no /tmp/hsperfdata_<user> left behind (the JVM
+    // puts it in /tmp whatever TMPDIR says).
     let javac = Command::new("javac")
-        .args(["-cp", jars, "-d"])
+        .args(["-J-XX:-UsePerfData", "-cp", jars, "-d"])
         .arg(classes.path())
         .arg(&source)
         .output()
@@ -386,7 +388,8 @@ async fn javamail_with_its_defaults_sends_to_two_next_hops_in_one_go() {
         let classpath = classpath.clone();
         blocking(move || {
             let out = Command::new("java")
-                .args(["-cp", &classpath, "Send", "127.0.0.1", &port.to_string()])
+                .args(["-XX:-UsePerfData", "-cp", &classpath, "Send", "127.0.0.1"])
+                .arg(port.to_string())
                 .args(["s@client.test", "ann@example.com,bob@example.com", subject])
                 .output()
                 .unwrap();
