@@ -158,9 +158,9 @@ pub async fn receive<S: AsyncRead + Unpin>(
         too_long: false,
     });
     let mut size = 0usize;
-    // Grown as the message comes, up to a block: a small message never
-    // asks the allocator for 64 KiB (glibc then consolidates its free
-    // lists, a cost per message).
+    // Grown as the message comes, up to a block: a small message takes
+    // 8 KiB, not a block, of memory for its life.
+    let block = FLUSH_AT + limits.max_line;
     let mut out: Vec<u8> = Vec::with_capacity(received_header.len() + START_AT);
     out.extend_from_slice(received_header.as_bytes());
     if let Some(k) = kept.as_deref_mut() {
@@ -257,7 +257,6 @@ pub async fn receive<S: AsyncRead + Unpin>(
         if let Some(k) = kept.as_deref_mut() {
             k.take(line);
         }
-        let block = FLUSH_AT + limits.max_line;
         if out.len() + line.len() > out.capacity() && out.capacity() < block {
             // Past the first allocation: straight to a whole block, not
             // doubling past it (a header section longer than a block
